@@ -1,0 +1,1 @@
+//! Thread-per-connection peerwire I/O.

@@ -1,0 +1,1 @@
+//! Memory-mapped file set and the SHA-1 worker pool.

@@ -1,0 +1,1 @@
+//! Download and upload policy as plain structs.

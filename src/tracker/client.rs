@@ -1,0 +1,1 @@
+//! Tracker client (announce and scrape over HTTP with minreq).

@@ -1,0 +1,4 @@
+//! Pure codecs: bytes in, typed messages out, and back. No sockets here.
+
+pub mod peer;
+pub mod tracker;

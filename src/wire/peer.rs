@@ -1,0 +1,1 @@
+//! Peerwire codec (BEP 3).

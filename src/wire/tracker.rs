@@ -1,0 +1,1 @@
+//! Tracker announce/scrape codec (BEP 3, BEP 23, BEP 48).
