@@ -77,6 +77,9 @@ pub struct Cli {
     /// write a JSON status snapshot here every second and at exit
     #[argh(option)]
     pub status_file: Option<PathBuf>,
+    /// cap on upload bytes per second, all peers together (default: none)
+    #[argh(option)]
+    pub upload_rate_limit: Option<u64>,
     /// print progress as log lines even on a terminal
     #[argh(switch)]
     pub no_progress: bool,
@@ -206,6 +209,7 @@ pub struct NodeConfig {
     pub upload_slots: usize,
     pub announce_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
+    pub upload_rate_limit: Option<u64>,
     pub progress: bool,
 }
 
@@ -313,6 +317,7 @@ impl NodeConfig {
             upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
             announce_interval: cli.announce_interval.map(Duration::from_secs),
             status_file: cli.status_file.clone(),
+            upload_rate_limit: cli.upload_rate_limit,
             progress: !cli.no_progress,
         })
     }

@@ -1,8 +1,301 @@
-//! Composition root: builds the subsystems, wires their channels, handles
-//! signals and shutdown.
+//! Composition root: builds the subsystems for one torrent, wires their
+//! channels, runs the node loop (hash results, discovered peers, a one
+//! second tick), and shuts everything down in order on a signal or, with
+//! `--exit-on-complete`, on completion.
+//!
+//! Threads: one listener, two per peer connection (reader, writer), one
+//! SHA-1 worker per core, the announcer, the signal thread, and this loop.
 
-use crate::config::{CliError, NodeConfig};
+pub mod announcer;
+pub mod candidates;
+pub mod signals;
+pub mod status;
 
-pub fn run(_config: NodeConfig) -> Result<(), CliError> {
-    Err(CliError::Failed("the node is not built yet".into()))
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::config::{CliError, DiscoveryMode, NodeConfig};
+use crate::core::{Metainfo, PeerId};
+use crate::peer::limiter::RateLimiter;
+use crate::peer::listener::Listener;
+use crate::peer::Swarm;
+use crate::storage::hasher::{self, HashPool, PieceHashes};
+use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
+use crate::swarm::torrent::{Layout, TorrentState};
+use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
+use candidates::Candidates;
+use status::{Progress, Status};
+
+/// How long shutdown waits for connection threads.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+
+pub fn run(config: NodeConfig) -> Result<(), CliError> {
+    let shutdown = signals::shutdown_on_signal()
+        .map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
+    match config.torrent.clone() {
+        None => crate::overlay::run_node(&config, shutdown),
+        Some(path) => {
+            let meta = Metainfo::from_file(&path)
+                .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+            run_torrent(&config, meta, shutdown)
+        }
+    }
+}
+
+fn failed(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
+    move |e| CliError::Failed(format!("{what}: {e}"))
+}
+
+/// Downloads and seeds one torrent until shutdown (or completion).
+pub fn run_torrent(
+    config: &NodeConfig,
+    meta: Metainfo,
+    shutdown: Receiver<()>,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let our_id = PeerId::generate();
+    log::info!(
+        "{} ({}, {} pieces of {}): info-hash {}",
+        meta.name,
+        status::human(meta.total_length),
+        meta.num_pieces(),
+        status::human(meta.piece_length),
+        meta.info_hash
+    );
+    let (storage, report) = Storage::open(&meta, &config.data_dir)
+        .map_err(|e| CliError::Failed(format!("storage: {e}")))?;
+    let storage = Arc::new(storage);
+    let hashes = Arc::new(PieceHashes {
+        expected: meta.piece_hashes.clone(),
+        piece_length: meta.piece_length,
+        total_length: meta.total_length,
+    });
+    let (hash_tx, hash_rx) = crossbeam_channel::unbounded();
+    let pool = HashPool::start(storage.clone(), hashes, hasher::default_threads(), hash_tx);
+
+    let layout = Layout {
+        num_pieces: meta.num_pieces(),
+        piece_length: meta.piece_length,
+        total_length: meta.total_length,
+    };
+    let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
+    let mut state = TorrentState::new(
+        layout.clone(),
+        our_id,
+        config.upload_slots,
+        pool.submitter(),
+        seed,
+    );
+
+    // Resume: verify, in parallel, every piece whose files already existed.
+    let to_check: Vec<usize> = (0..meta.num_pieces())
+        .filter(|&p| {
+            storage
+                .files_of_piece(p, layout.piece_len(p))
+                .iter()
+                .all(|&f| !report.created[f])
+        })
+        .collect();
+    if !to_check.is_empty() {
+        log::info!("checking {} pieces already on disk", to_check.len());
+        for &piece in &to_check {
+            pool.submit(HashJob {
+                piece,
+                purpose: HashPurpose::Resume,
+            });
+        }
+        for _ in 0..to_check.len() {
+            let r = hash_rx
+                .recv()
+                .map_err(|_| CliError::Failed("hash workers stopped".into()))?;
+            if r.ok {
+                state.resume_piece(r.piece);
+            }
+        }
+        log::info!(
+            "{} of {} pieces verified on disk",
+            state.stats.pieces_resumed,
+            meta.num_pieces()
+        );
+    }
+
+    let (listener, listen_addr) =
+        Listener::bind(config.bind, config.peer_port).map_err(failed("peerwire listener"))?;
+    state.listen_port = listen_addr.port();
+    log::info!("peerwire listening on {listen_addr}");
+    let limiter = config.upload_rate_limit.map(RateLimiter::new);
+    let swarm = Swarm::new(
+        state,
+        storage.clone(),
+        meta.info_hash,
+        our_id,
+        config.max_peers,
+        limiter,
+    );
+    let listener = Listener::start(listener, swarm.clone()).map_err(failed("peerwire listener"))?;
+
+    let (peers_tx, peers_rx) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
+    let mut candidates = Candidates::default();
+    candidates.add(resolve_all(&config.direct_peers), Instant::now());
+
+    let mode = config
+        .discovery_mode
+        .unwrap_or(if meta.trackers.is_empty() {
+            DiscoveryMode::Overlay
+        } else {
+            DiscoveryMode::Hybrid
+        });
+    let announcer = if mode != DiscoveryMode::Overlay && !meta.trackers.is_empty() {
+        let counters_swarm = swarm.clone();
+        let counters: announcer::Counters = Arc::new(move || {
+            let s = counters_swarm.state.lock();
+            (s.stats.uploaded, s.stats.downloaded, s.left())
+        });
+        Some(
+            Announcer::start(
+                AnnouncerConfig {
+                    urls: meta.tracker_urls(),
+                    info_hash: meta.info_hash,
+                    peer_id: our_id,
+                    port: listen_addr.port(),
+                    interval: config.announce_interval,
+                },
+                counters,
+                peers_tx.clone(),
+            )
+            .map_err(failed("announcer"))?,
+        )
+    } else {
+        None
+    };
+
+    let mut progress = Progress::new(config.progress);
+    let snapshot = |swarm: &Swarm, candidates: &Candidates, state_name: &'static str| {
+        let s = swarm.state.lock();
+        let (down_rate, up_rate) = s.rates();
+        Status {
+            info_hash: meta.info_hash.to_hex(),
+            name: meta.name.clone(),
+            state: state_name,
+            peer_port: listen_addr.port(),
+            overlay_port: None,
+            pieces_total: meta.num_pieces(),
+            pieces_have: s.have().count(),
+            complete: s.is_complete(),
+            left: s.left(),
+            total_length: meta.total_length,
+            stats: s.stats.clone(),
+            down_rate,
+            up_rate,
+            peers: s.peer_summaries(),
+            known_peers: candidates.len(),
+        }
+    };
+
+    let mut complete = swarm.state.lock().is_complete();
+    if complete {
+        log::info!("all pieces present: seeding");
+    }
+    dial_due(&swarm, &mut candidates, config.max_peers);
+    let ticker = crossbeam_channel::tick(Duration::from_secs(1));
+    let mut exit_now = complete && config.exit_on_complete;
+    while !exit_now {
+        crossbeam_channel::select! {
+            recv(shutdown) -> _ => break,
+            recv(hash_rx) -> r => {
+                let Ok(r): Result<HashResult, _> = r else { break };
+                let outcome = swarm.state.lock().on_hash_result(r);
+                for addr in outcome.banned {
+                    log::warn!("banning {addr}: it sent data that failed the hash check");
+                    candidates.ban(addr);
+                }
+                if !r.ok {
+                    log::warn!("piece {} failed the hash check; fetching it again", r.piece);
+                }
+                if outcome.completed {
+                    complete = true;
+                    storage.flush().map_err(failed("flushing the download"))?;
+                    log::info!(
+                        "download complete in {:.1} s; seeding",
+                        started.elapsed().as_secs_f64()
+                    );
+                    if let Some(a) = &announcer {
+                        a.send(AnnounceCommand::Completed);
+                    }
+                    exit_now = config.exit_on_complete;
+                }
+            },
+            recv(peers_rx) -> addrs => {
+                if let Ok(addrs) = addrs {
+                    candidates.add(addrs, Instant::now());
+                    dial_due(&swarm, &mut candidates, config.max_peers);
+                }
+            },
+            recv(ticker) -> _ => {
+                let now = Instant::now();
+                for addr in swarm.take_refused() {
+                    candidates.ban(addr);
+                }
+                swarm.state.lock().tick(now);
+                dial_due(&swarm, &mut candidates, config.max_peers);
+                let st = snapshot(&swarm, &candidates, if complete { "seeding" } else { "downloading" });
+                progress.show(&st);
+                if let Some(path) = &config.status_file {
+                    status::write_status(path, &st);
+                }
+            },
+        }
+    }
+    progress.finish();
+
+    // Shutdown, in dependency order: stop taking work, tell the tracker,
+    // close peers, finish hashing, flush the maps.
+    log::info!("stopping");
+    swarm.shutdown(SHUTDOWN_DEADLINE);
+    listener.stop();
+    if let Some(a) = announcer {
+        a.stop();
+    }
+    let final_status = snapshot(&swarm, &candidates, "stopped");
+    drop(swarm);
+    pool.shutdown();
+    storage.flush().map_err(failed("flushing the download"))?;
+    if let Some(path) = &config.status_file {
+        status::write_status(path, &final_status);
+    }
+    log::info!(
+        "stopped: {} downloaded, {} uploaded",
+        status::human(final_status.stats.downloaded),
+        status::human(final_status.stats.uploaded)
+    );
+    Ok(())
+}
+
+/// Dials every known address that is due, up to the connection limit.
+fn dial_due(swarm: &Arc<Swarm>, candidates: &mut Candidates, max_peers: usize) {
+    let connected = swarm.state.lock().peer_addrs();
+    let room = max_peers.saturating_sub(swarm.connection_count());
+    let due = candidates.due(Instant::now(), room, |a| {
+        connected.contains(a) || swarm.is_dialed(a)
+    });
+    for addr in due {
+        swarm.dial(addr);
+    }
+}
+
+/// Resolves `host:port` strings with the system resolver, skipping failures.
+pub fn resolve_all(specs: &[String]) -> Vec<SocketAddr> {
+    specs
+        .iter()
+        .flat_map(|s| match s.to_socket_addrs() {
+            Ok(addrs) => addrs.collect::<Vec<_>>(),
+            Err(e) => {
+                log::warn!("cannot resolve {s}: {e}");
+                vec![]
+            }
+        })
+        .collect()
 }

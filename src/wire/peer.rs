@@ -1,1 +1,436 @@
-//! Peerwire codec (BEP 3).
+//! Peerwire codec (BEP 3, with the BEP 10 extension handshake): pure
+//! functions from bytes to typed messages and back. No sockets here; the
+//! connection threads in `crate::peer` feed these functions.
+//!
+//! The reader in `crate::peer` decodes piece messages in two steps (a 13-byte
+//! header, then the payload straight into storage) to avoid a copy; every
+//! other message goes through [`decode_body`].
+
+use crate::core::bencode::{self, Value};
+use crate::core::{InfoHash, PeerId, BLOCK_SIZE};
+
+pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
+pub const HANDSHAKE_LEN: usize = 68;
+/// Largest block we serve when asked (requests over this drop the peer).
+pub const MAX_REQUEST_LEN: u32 = 128 * 1024;
+/// Size of a piece message header: length, id, index, begin.
+pub const PIECE_HEADER_LEN: usize = 13;
+/// Reserved bit for the extension protocol (BEP 10), byte 5.
+pub const RESERVED_EXTENSION: u8 = 0x10;
+
+pub mod id {
+    pub const CHOKE: u8 = 0;
+    pub const UNCHOKE: u8 = 1;
+    pub const INTERESTED: u8 = 2;
+    pub const NOT_INTERESTED: u8 = 3;
+    pub const HAVE: u8 = 4;
+    pub const BITFIELD: u8 = 5;
+    pub const REQUEST: u8 = 6;
+    pub const PIECE: u8 = 7;
+    pub const CANCEL: u8 = 8;
+    pub const PORT: u8 = 9;
+    pub const EXTENDED: u8 = 20;
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("not the BitTorrent protocol")]
+    NotBitTorrent,
+    #[error("message of {len} bytes is over the {max} limit")]
+    TooLong { len: u32, max: u32 },
+    #[error("message id {id} has a bad length {len}")]
+    BadLength { id: u8, len: usize },
+    #[error("request for {0} bytes is over the limit")]
+    RequestTooLarge(u32),
+    #[error("bad extension handshake")]
+    BadExtended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    pub reserved: [u8; 8],
+    pub info_hash: InfoHash,
+    pub peer_id: PeerId,
+}
+
+impl Handshake {
+    /// Our handshake: the extension protocol bit set.
+    pub fn new(info_hash: InfoHash, peer_id: PeerId) -> Handshake {
+        let mut reserved = [0u8; 8];
+        reserved[5] |= RESERVED_EXTENSION;
+        Handshake {
+            reserved,
+            info_hash,
+            peer_id,
+        }
+    }
+
+    pub fn supports_extensions(&self) -> bool {
+        self.reserved[5] & RESERVED_EXTENSION != 0
+    }
+
+    pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
+        let mut out = [0u8; HANDSHAKE_LEN];
+        out[0] = 19;
+        out[1..20].copy_from_slice(PROTOCOL);
+        out[20..28].copy_from_slice(&self.reserved);
+        out[28..48].copy_from_slice(&self.info_hash.0);
+        out[48..68].copy_from_slice(&self.peer_id.0);
+        out
+    }
+
+    pub fn decode(bytes: &[u8; HANDSHAKE_LEN]) -> Result<Handshake, WireError> {
+        if bytes[0] != 19 || &bytes[1..20] != PROTOCOL {
+            return Err(WireError::NotBitTorrent);
+        }
+        let take20 = |r: std::ops::Range<usize>| -> [u8; 20] { bytes[r].try_into().unwrap() };
+        Ok(Handshake {
+            reserved: bytes[20..28].try_into().unwrap(),
+            info_hash: InfoHash(take20(28..48)),
+            peer_id: PeerId(take20(48..68)),
+        })
+    }
+}
+
+/// A block request (also the body of a cancel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockRequest {
+    pub index: u32,
+    pub begin: u32,
+    pub length: u32,
+}
+
+/// The extension handshake fields btnode reads and sends (BEP 10).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtendedHandshake {
+    /// How many outstanding requests the peer accepts.
+    pub reqq: Option<u32>,
+    pub client: Option<String>,
+    pub listen_port: Option<u16>,
+}
+
+impl ExtendedHandshake {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut d = vec![("m", Value::dict(Vec::<(Vec<u8>, Value)>::new()))];
+        if let Some(q) = self.reqq {
+            d.push(("reqq", Value::Int(q as i64)));
+        }
+        if let Some(v) = &self.client {
+            d.push(("v", Value::bytes(v.as_bytes())));
+        }
+        if let Some(p) = self.listen_port {
+            d.push(("p", Value::Int(p as i64)));
+        }
+        bencode::encode(&Value::dict(d))
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<ExtendedHandshake, WireError> {
+        // Some clients append data after the dict; use the prefix only.
+        let (v, _) = bencode::decode_prefix(payload).map_err(|_| WireError::BadExtended)?;
+        if v.as_dict().is_none() {
+            return Err(WireError::BadExtended);
+        }
+        Ok(ExtendedHandshake {
+            reqq: v
+                .get("reqq")
+                .and_then(Value::as_int)
+                .filter(|&q| q > 0)
+                .map(|q| q.min(u32::MAX as i64) as u32),
+            client: v.get("v").and_then(Value::as_str).map(str::to_string),
+            listen_port: v
+                .get("p")
+                .and_then(Value::as_int)
+                .and_then(|p| u16::try_from(p).ok()),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    KeepAlive,
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have(u32),
+    Bitfield(Vec<u8>),
+    Request(BlockRequest),
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    },
+    Cancel(BlockRequest),
+    Port(u16),
+    /// BEP 10: extension id 0 is the handshake; other ids are not used by us.
+    Extended {
+        ext_id: u8,
+        payload: Vec<u8>,
+    },
+    /// An id we do not know; skipped, as BEP 3 asks.
+    Unknown(u8),
+}
+
+/// Largest frame accepted from a peer of a torrent with `num_pieces` pieces:
+/// a block plus header, or the bitfield, whichever is larger.
+pub fn max_frame_len(num_pieces: usize) -> u32 {
+    (BLOCK_SIZE + 9).max(num_pieces.div_ceil(8) as u32 + 1)
+}
+
+/// Decodes the body (id and payload, without the length prefix) of a frame.
+pub fn decode_body(id: u8, body: &[u8]) -> Result<Message, WireError> {
+    let bad = || WireError::BadLength {
+        id,
+        len: body.len(),
+    };
+    let u32_at = |i: usize| u32::from_be_bytes(body[i..i + 4].try_into().unwrap());
+    let exact = |n: usize| if body.len() == n { Ok(()) } else { Err(bad()) };
+    Ok(match id {
+        id::CHOKE => exact(0).map(|_| Message::Choke)?,
+        id::UNCHOKE => exact(0).map(|_| Message::Unchoke)?,
+        id::INTERESTED => exact(0).map(|_| Message::Interested)?,
+        id::NOT_INTERESTED => exact(0).map(|_| Message::NotInterested)?,
+        id::HAVE => {
+            exact(4)?;
+            Message::Have(u32_at(0))
+        }
+        id::BITFIELD => Message::Bitfield(body.to_vec()),
+        id::REQUEST | id::CANCEL => {
+            exact(12)?;
+            let r = BlockRequest {
+                index: u32_at(0),
+                begin: u32_at(4),
+                length: u32_at(8),
+            };
+            if r.length > MAX_REQUEST_LEN {
+                return Err(WireError::RequestTooLarge(r.length));
+            }
+            if id == id::REQUEST {
+                Message::Request(r)
+            } else {
+                Message::Cancel(r)
+            }
+        }
+        id::PIECE => {
+            if body.len() < 8 {
+                return Err(bad());
+            }
+            Message::Piece {
+                index: u32_at(0),
+                begin: u32_at(4),
+                data: body[8..].to_vec(),
+            }
+        }
+        id::PORT => {
+            exact(2)?;
+            Message::Port(u16::from_be_bytes([body[0], body[1]]))
+        }
+        id::EXTENDED => {
+            if body.is_empty() {
+                return Err(bad());
+            }
+            Message::Extended {
+                ext_id: body[0],
+                payload: body[1..].to_vec(),
+            }
+        }
+        other => Message::Unknown(other),
+    })
+}
+
+/// Decodes one whole frame from the start of `buf`: `Ok(None)` when more
+/// bytes are needed, otherwise the message and the bytes it used.
+pub fn decode_frame(buf: &[u8], max_len: u32) -> Result<Option<(Message, usize)>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes(buf[..4].try_into().unwrap());
+    if len > max_len {
+        return Err(WireError::TooLong { len, max: max_len });
+    }
+    if len == 0 {
+        return Ok(Some((Message::KeepAlive, 4)));
+    }
+    let total = 4 + len as usize;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    let msg = decode_body(buf[4], &buf[5..total])?;
+    Ok(Some((msg, total)))
+}
+
+impl Message {
+    /// Appends the framed message to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let frame = |out: &mut Vec<u8>, id: u8, payload: &[&[u8]]| {
+            let len = 1 + payload.iter().map(|p| p.len()).sum::<usize>();
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+            out.push(id);
+            for p in payload {
+                out.extend_from_slice(p);
+            }
+        };
+        let req = |r: &BlockRequest| {
+            let mut b = [0u8; 12];
+            b[..4].copy_from_slice(&r.index.to_be_bytes());
+            b[4..8].copy_from_slice(&r.begin.to_be_bytes());
+            b[8..].copy_from_slice(&r.length.to_be_bytes());
+            b
+        };
+        match self {
+            Message::KeepAlive => out.extend_from_slice(&[0, 0, 0, 0]),
+            Message::Choke => frame(out, id::CHOKE, &[]),
+            Message::Unchoke => frame(out, id::UNCHOKE, &[]),
+            Message::Interested => frame(out, id::INTERESTED, &[]),
+            Message::NotInterested => frame(out, id::NOT_INTERESTED, &[]),
+            Message::Have(i) => frame(out, id::HAVE, &[&i.to_be_bytes()]),
+            Message::Bitfield(b) => frame(out, id::BITFIELD, &[b]),
+            Message::Request(r) => frame(out, id::REQUEST, &[&req(r)]),
+            Message::Cancel(r) => frame(out, id::CANCEL, &[&req(r)]),
+            Message::Piece { index, begin, data } => {
+                out.extend_from_slice(&piece_header(*index, *begin, data.len() as u32));
+                out.extend_from_slice(data);
+            }
+            Message::Port(p) => frame(out, id::PORT, &[&p.to_be_bytes()]),
+            Message::Extended { ext_id, payload } => {
+                frame(out, id::EXTENDED, &[&[*ext_id], payload])
+            }
+            Message::Unknown(id) => frame(out, *id, &[]),
+        }
+    }
+}
+
+/// The 13 bytes before a block's data in a piece message.
+pub fn piece_header(index: u32, begin: u32, data_len: u32) -> [u8; PIECE_HEADER_LEN] {
+    let mut h = [0u8; PIECE_HEADER_LEN];
+    h[..4].copy_from_slice(&(9 + data_len).to_be_bytes());
+    h[4] = id::PIECE;
+    h[5..9].copy_from_slice(&index.to_be_bytes());
+    h[9..13].copy_from_slice(&begin.to_be_bytes());
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all_messages() -> Vec<Message> {
+        let r = BlockRequest {
+            index: 3,
+            begin: 16384,
+            length: 16384,
+        };
+        vec![
+            Message::KeepAlive,
+            Message::Choke,
+            Message::Unchoke,
+            Message::Interested,
+            Message::NotInterested,
+            Message::Have(7),
+            Message::Bitfield(vec![0xff, 0x80]),
+            Message::Request(r),
+            Message::Piece {
+                index: 1,
+                begin: 0,
+                data: vec![9; 100],
+            },
+            Message::Cancel(r),
+            Message::Port(6881),
+            Message::Extended {
+                ext_id: 0,
+                payload: ExtendedHandshake {
+                    reqq: Some(500),
+                    client: Some("x".into()),
+                    listen_port: None,
+                }
+                .encode(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_when_split_at_every_offset() {
+        for msg in all_messages() {
+            let mut bytes = Vec::new();
+            msg.encode(&mut bytes);
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    decode_frame(&bytes[..cut], 1 << 20),
+                    Ok(None),
+                    "{msg:?} cut {cut}"
+                );
+            }
+            assert_eq!(
+                decode_frame(&bytes, 1 << 20),
+                Ok(Some((msg.clone(), bytes.len())))
+            );
+        }
+    }
+
+    #[test]
+    fn known_bytes() {
+        let mut out = Vec::new();
+        Message::Have(258).encode(&mut out);
+        assert_eq!(out, [0, 0, 0, 5, 4, 0, 0, 1, 2]);
+        out.clear();
+        Message::Interested.encode(&mut out);
+        assert_eq!(out, [0, 0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn handshake_round_trip_and_rejects_other_protocols() {
+        let h = Handshake::new(InfoHash([1; 20]), PeerId([2; 20]));
+        let bytes = h.encode();
+        assert_eq!(bytes[0], 19);
+        assert_eq!(Handshake::decode(&bytes), Ok(h));
+        assert!(h.supports_extensions());
+        let mut bad = bytes;
+        bad[5] = b'x';
+        assert_eq!(Handshake::decode(&bad), Err(WireError::NotBitTorrent));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let huge = [0xff, 0xff, 0xff, 0xff, 7];
+        assert!(matches!(
+            decode_frame(&huge, max_frame_len(10)),
+            Err(WireError::TooLong { .. })
+        ));
+        let mut out = Vec::new();
+        Message::Request(BlockRequest {
+            index: 0,
+            begin: 0,
+            length: MAX_REQUEST_LEN + 1,
+        })
+        .encode(&mut out);
+        assert!(matches!(
+            decode_frame(&out, 1 << 20),
+            Err(WireError::RequestTooLarge(_))
+        ));
+        // A have with a wrong length.
+        assert!(decode_frame(&[0, 0, 0, 2, 4, 0], 100).is_err());
+        // Unknown ids are skipped, not errors.
+        assert_eq!(
+            decode_frame(&[0, 0, 0, 3, 99, 1, 2], 100),
+            Ok(Some((Message::Unknown(99), 7)))
+        );
+    }
+
+    #[test]
+    fn max_frame_covers_big_bitfields() {
+        assert_eq!(max_frame_len(8), BLOCK_SIZE + 9);
+        assert_eq!(max_frame_len(1_000_000), 125_001);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_frame(&bytes, 1 << 16);
+            if !bytes.is_empty() {
+                let _ = decode_body(bytes[0], &bytes[1..]);
+                let _ = ExtendedHandshake::decode(&bytes);
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! One peer connection: a reader thread (this one) and a writer thread.
+//!
+//! Anatomy of a downloaded block: the reader reads a piece header, asks the
+//! swarm state whether to keep the block (`begin_block`), reads the payload
+//! straight from the socket buffer into the mapped file, then reports it
+//! (`finish_block`), which may queue a hash job and new requests; the
+//! writer, woken, pulls those requests and sends them.
+//!
+//! Anatomy of an uploaded block: the reader queues the peer's request in the
+//! state; the writer pulls it (`take_outgoing`), writes the 13-byte header
+//! and the block straight from the map.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::handshake::{self, HandshakeError};
+use super::limiter::RateLimiter;
+use crate::core::{InfoHash, PeerId};
+use crate::storage::Storage;
+use crate::swarm::picker::PeerKey;
+use crate::swarm::torrent::{DropReason, TorrentState};
+use crate::wire::peer::{self, decode_body, id, Handshake, Message};
+
+/// No message at all for this long drops the peer (keep-alives count).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// We send a keep-alive after this long without sending anything.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// Blocks a writer sends per pull from the state.
+const UPLOAD_BATCH: usize = 32;
+const SOCKET_BUFFER: usize = 256 * 1024;
+
+/// Everything connection threads share for one torrent.
+pub struct Swarm {
+    pub state: Mutex<TorrentState>,
+    pub storage: Arc<Storage>,
+    pub info_hash: InfoHash,
+    pub our_id: PeerId,
+    pub max_frame: u32,
+    pub max_peers: usize,
+    pub limiter: Option<RateLimiter>,
+    shutting_down: AtomicBool,
+    /// Closed (dropped) at shutdown: wakes every writer.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
+    conns: Mutex<Connections>,
+    next_conn: AtomicU64,
+    /// Addresses that answered as ourselves or on another torrent.
+    refused: Mutex<Vec<SocketAddr>>,
+}
+
+#[derive(Default)]
+struct Connections {
+    /// Live or starting connection threads, with a socket handle to close.
+    threads: HashMap<u64, (Option<TcpStream>, JoinHandle<()>)>,
+    /// Addresses being dialed or connected by us.
+    dialed: std::collections::HashSet<SocketAddr>,
+}
+
+impl Swarm {
+    pub fn new(
+        state: TorrentState,
+        storage: Arc<Storage>,
+        info_hash: InfoHash,
+        our_id: PeerId,
+        max_peers: usize,
+        limiter: Option<RateLimiter>,
+    ) -> Arc<Swarm> {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let max_frame = peer::max_frame_len(state.layout.num_pieces);
+        Arc::new(Swarm {
+            state: Mutex::new(state),
+            storage,
+            info_hash,
+            our_id,
+            max_frame,
+            max_peers,
+            limiter,
+            shutting_down: AtomicBool::new(false),
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            conns: Mutex::new(Connections::default()),
+            next_conn: AtomicU64::new(1),
+            refused: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Connection threads alive (including ones still handshaking).
+    pub fn connection_count(&self) -> usize {
+        self.conns.lock().threads.len()
+    }
+
+    /// Addresses found not worth dialing again since the last call.
+    pub fn take_refused(&self) -> Vec<SocketAddr> {
+        std::mem::take(&mut *self.refused.lock())
+    }
+
+    pub fn is_dialed(&self, addr: &SocketAddr) -> bool {
+        self.conns.lock().dialed.contains(addr)
+    }
+
+    /// Starts a thread that dials `addr`; false if at the peer limit.
+    pub fn dial(self: &Arc<Self>, addr: SocketAddr) -> bool {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut conns = self.conns.lock();
+        if self.is_shutting_down()
+            || conns.threads.len() >= self.max_peers
+            || !conns.dialed.insert(addr)
+        {
+            return false;
+        }
+        let swarm = self.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("peer-out-{addr}"))
+            .spawn(move || {
+                match handshake::dial(addr, swarm.info_hash, swarm.our_id) {
+                    Ok((stream, theirs)) => swarm.run(id, stream, addr, theirs, true),
+                    Err(e) => {
+                        log::debug!("dial {addr}: {e}");
+                        if is_permanent(&e) {
+                            swarm.refused.lock().push(addr);
+                        }
+                    }
+                }
+                swarm.finished(id, Some(addr));
+            });
+        match handle {
+            Ok(h) => {
+                conns.threads.insert(id, (None, h));
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot start a connection thread: {e}");
+                conns.dialed.remove(&addr);
+                false
+            }
+        }
+    }
+
+    /// Takes an accepted connection; refuses it politely past the limit.
+    pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut conns = self.conns.lock();
+        if self.is_shutting_down() || conns.threads.len() >= self.max_peers {
+            log::debug!("refusing {addr}: at the peer limit");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        let swarm = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("peer-in-{addr}"))
+            .spawn(move || {
+                match handshake::answer(&mut stream, swarm.info_hash, swarm.our_id) {
+                    Ok(theirs) => swarm.run(id, stream, addr, theirs, false),
+                    Err(e) => {
+                        log::debug!("incoming {addr}: {e}");
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
+                }
+                swarm.finished(id, None);
+            });
+        match spawned {
+            Ok(h) => {
+                conns.threads.insert(id, (None, h));
+            }
+            Err(e) => log::warn!("cannot start a connection thread: {e}"),
+        }
+    }
+
+    fn finished(&self, id: u64, dialed: Option<SocketAddr>) {
+        let mut conns = self.conns.lock();
+        // Dropping our own JoinHandle detaches this (ending) thread.
+        conns.threads.remove(&id);
+        if let Some(addr) = dialed {
+            conns.dialed.remove(&addr);
+        }
+    }
+
+    /// Runs a handshaken connection until it ends.
+    fn run(
+        self: &Arc<Self>,
+        id: u64,
+        stream: TcpStream,
+        addr: SocketAddr,
+        theirs: Handshake,
+        outgoing: bool,
+    ) {
+        let (waker_tx, waker_rx) = crossbeam_channel::bounded(1);
+        let key = {
+            let mut state = self.state.lock();
+            if state.is_banned(&theirs.peer_id)
+                || state.settle_duplicate(&theirs.peer_id, outgoing).is_err()
+            {
+                log::debug!("dropping {addr}: banned or duplicate");
+                return;
+            }
+            state.register(
+                addr,
+                theirs.peer_id,
+                theirs.supports_extensions(),
+                outgoing,
+                waker_tx.clone(),
+            )
+        };
+        log::debug!("connected to {addr} ({})", theirs.peer_id);
+        let result = self
+            .clone()
+            .run_registered(id, key, stream, addr, waker_tx, waker_rx);
+        if let Err(e) = result {
+            log::debug!("{addr}: connection ended: {e}");
+        }
+    }
+
+    fn run_registered(
+        self: Arc<Self>,
+        id: u64,
+        key: PeerKey,
+        stream: TcpStream,
+        addr: SocketAddr,
+        waker_tx: Sender<()>,
+        waker_rx: Receiver<()>,
+    ) -> io::Result<()> {
+        stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
+        let write_half = stream.try_clone()?;
+        if let Some(entry) = self.conns.lock().threads.get_mut(&id) {
+            entry.0 = Some(stream.try_clone()?);
+        }
+        if self.is_shutting_down() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let swarm = self.clone();
+        let stop = self.stop_rx.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("peer-w-{addr}"))
+            .spawn(move || {
+                if let Err(e) = swarm.write_loop(key, write_half, waker_rx, stop) {
+                    log::debug!("{addr}: writer ended: {e}");
+                }
+            })?;
+        let result = self.read_loop(key, &stream);
+        // The state forgets the peer (its blocks go back to the pool), then
+        // the writer is woken to notice and exit.
+        self.state.lock().unregister(key);
+        let _ = waker_tx.try_send(());
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = writer.join();
+        result
+    }
+
+    fn read_loop(&self, key: PeerKey, stream: &TcpStream) -> io::Result<()> {
+        let mut r = BufReader::with_capacity(SOCKET_BUFFER, stream);
+        let mut body = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            r.read_exact(&mut len)?;
+            let len = u32::from_be_bytes(len);
+            if len == 0 {
+                continue;
+            }
+            if len > self.max_frame {
+                return Err(protocol(format!("frame of {len} bytes")));
+            }
+            let mut msg_id = [0u8; 1];
+            r.read_exact(&mut msg_id)?;
+            if msg_id[0] == id::PIECE {
+                if len < 9 {
+                    return Err(protocol("short piece message".into()));
+                }
+                let mut hdr = [0u8; 8];
+                r.read_exact(&mut hdr)?;
+                let index = u32::from_be_bytes(hdr[..4].try_into().unwrap());
+                let begin = u32::from_be_bytes(hdr[4..].try_into().unwrap());
+                let data_len = len - 9;
+                let decision = self.state.lock().begin_block(key, index, begin, data_len);
+                match decision.map_err(drop_err)? {
+                    Some(block) => {
+                        // SAFETY: begin_block gave this thread the block.
+                        let written = unsafe {
+                            self.storage
+                                .recv_block(index as usize, begin, data_len, &mut r)
+                        };
+                        match written {
+                            Ok(()) => self.state.lock().finish_block(key, block),
+                            Err(e) => {
+                                self.state.lock().abort_block(block);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    None => {
+                        io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
+                    }
+                }
+            } else {
+                body.resize(len as usize - 1, 0);
+                r.read_exact(&mut body)?;
+                let msg = decode_body(msg_id[0], &body).map_err(|e| protocol(e.to_string()))?;
+                self.state.lock().on_message(key, msg).map_err(drop_err)?;
+            }
+        }
+    }
+
+    fn write_loop(
+        &self,
+        key: PeerKey,
+        stream: TcpStream,
+        waker: Receiver<()>,
+        stop: Receiver<()>,
+    ) -> io::Result<()> {
+        let mut w = BufWriter::with_capacity(SOCKET_BUFFER, &stream);
+        let mut scratch = Vec::with_capacity(1024);
+        let mut uploaded = 0u64;
+        let mut last_sent = Instant::now();
+        let result = (|| loop {
+            let out = self.state.lock().take_outgoing(key, uploaded, UPLOAD_BATCH);
+            uploaded = 0;
+            if let Some(reason) = out.close {
+                return Err(drop_err(reason));
+            }
+            let sent_any = !out.messages.is_empty() || !out.uploads.is_empty();
+            scratch.clear();
+            for m in &out.messages {
+                m.encode(&mut scratch);
+            }
+            w.write_all(&scratch)?;
+            for r in &out.uploads {
+                if let Some(l) = &self.limiter {
+                    w.flush()?;
+                    l.acquire(r.length);
+                }
+                w.write_all(&peer::piece_header(r.index, r.begin, r.length))?;
+                // SAFETY: only verified pieces are served; nothing writes them.
+                unsafe {
+                    self.storage
+                        .with_block(r.index as usize, r.begin, r.length, |s| w.write_all(s))?;
+                }
+                uploaded += r.length as u64;
+            }
+            if sent_any {
+                last_sent = Instant::now();
+                if self.state.lock().has_pending(key) {
+                    continue;
+                }
+            }
+            w.flush()?;
+            if uploaded > 0 {
+                continue; // report the bytes before sleeping
+            }
+            let idle = KEEPALIVE_INTERVAL.saturating_sub(last_sent.elapsed());
+            crossbeam_channel::select! {
+                recv(waker) -> _ => {}
+                recv(stop) -> _ => return Ok(()),
+                default(idle) => {
+                    let mut ka = Vec::new();
+                    Message::KeepAlive.encode(&mut ka);
+                    w.write_all(&ka)?;
+                    last_sent = Instant::now();
+                }
+            }
+        })();
+        let _ = w.flush();
+        drop(w);
+        let _ = stream.shutdown(Shutdown::Both);
+        result
+    }
+
+    /// Stops every connection and joins its threads (bounded by `deadline`).
+    pub fn shutdown(&self, deadline: Duration) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.stop_tx.lock().take();
+        let threads: Vec<(Option<TcpStream>, JoinHandle<()>)> = {
+            let mut conns = self.conns.lock();
+            conns.threads.drain().map(|(_, v)| v).collect()
+        };
+        for (stream, _) in &threads {
+            if let Some(s) = stream {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        let start = Instant::now();
+        for (_, handle) in threads {
+            // Threads still handshaking finish within the handshake timeout;
+            // past the deadline we stop waiting rather than hang the exit.
+            while !handle.is_finished() && start.elapsed() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+fn protocol(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn drop_err(reason: DropReason) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason.to_string())
+}
+
+/// Connections that failed the handshake are not worth a retry soon.
+pub fn is_permanent(e: &HandshakeError) -> bool {
+    matches!(e, HandshakeError::WrongInfoHash | HandshakeError::OurOwnId)
+}

@@ -1,0 +1,71 @@
+//! The 68-byte handshake over a blocking stream, both directions.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::core::{InfoHash, PeerId};
+use crate::wire::peer::{Handshake, HANDSHAKE_LEN};
+
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a BitTorrent handshake")]
+    NotBitTorrent,
+    #[error("peer is on another torrent")]
+    WrongInfoHash,
+    #[error("connected to ourselves")]
+    OurOwnId,
+}
+
+fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    stream.read_exact(&mut buf)?;
+    Handshake::decode(&buf).map_err(|_| HandshakeError::NotBitTorrent)
+}
+
+/// Dials `addr` and exchanges handshakes.
+pub fn dial(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<(TcpStream, Handshake), HandshakeError> {
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    stream.write_all(&Handshake::new(info_hash, our_id).encode())?;
+    let theirs = read_handshake(&mut stream)?;
+    check(&theirs, info_hash, our_id)?;
+    Ok((stream, theirs))
+}
+
+/// Reads an incoming peer's handshake, checks it, and answers.
+pub fn answer(
+    stream: &mut TcpStream,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<Handshake, HandshakeError> {
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    let theirs = read_handshake(stream)?;
+    // Refuse before answering, so a wrong torrent learns nothing.
+    check(&theirs, info_hash, our_id)?;
+    stream.write_all(&Handshake::new(info_hash, our_id).encode())?;
+    Ok(theirs)
+}
+
+fn check(h: &Handshake, info_hash: InfoHash, our_id: PeerId) -> Result<(), HandshakeError> {
+    if h.info_hash != info_hash {
+        return Err(HandshakeError::WrongInfoHash);
+    }
+    if h.peer_id == our_id {
+        return Err(HandshakeError::OurOwnId);
+    }
+    Ok(())
+}

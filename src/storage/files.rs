@@ -1,0 +1,351 @@
+//! The torrent's files on disk, memory-mapped, addressed as one byte stream.
+//!
+//! Invariants the caller (the swarm state) upholds, which make the raw
+//! pointer access below sound:
+//! - a block is written by at most one thread at a time, and only while its
+//!   piece is neither being hashed nor verified;
+//! - a piece is read (hashed or uploaded) only when no block of it is being
+//!   written: during hashing, or after it was verified.
+//!
+//! Every path comes from a validated `Metainfo` (relative, safe components);
+//! folders are created below the data directory and checked to resolve
+//! inside it, and files are opened without following symlinks, so a
+//! pre-planted link cannot redirect a write outside the directory.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::core::Metainfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0} is not a real folder inside the data directory (a symlink?)")]
+    Escapes(PathBuf),
+}
+
+struct MappedFile {
+    /// Offset of this file in the torrent's byte stream.
+    offset: u64,
+    length: u64,
+    /// `None` for empty files (a zero-length map is not allowed).
+    map: Option<MmapRaw>,
+}
+
+// SAFETY: MmapRaw is a pointer to shared memory; access rules are in the
+// module doc and enforced by the swarm state.
+unsafe impl Sync for MappedFile {}
+unsafe impl Send for MappedFile {}
+
+pub struct Storage {
+    files: Vec<MappedFile>,
+    piece_length: u64,
+    total_length: u64,
+    page_size: usize,
+}
+
+/// What opening found on disk.
+#[derive(Debug, Default, Clone)]
+pub struct OpenReport {
+    /// Per file: it did not exist (or was empty) before, so holds no data.
+    pub created: Vec<bool>,
+}
+
+impl Storage {
+    /// Creates (sparse) or opens every file of `meta` under `dir` and maps it.
+    pub fn open(meta: &Metainfo, dir: &Path) -> Result<(Storage, OpenReport), StorageError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StorageError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let root = dir.canonicalize().map_err(io_err(dir))?;
+        let mut files = Vec::with_capacity(meta.files.len());
+        let mut report = OpenReport::default();
+        for entry in &meta.files {
+            let path = root.join(entry.relative_path());
+            create_folders_inside(&root, &entry.path[..entry.path.len() - 1])?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            let existing = file.metadata().map_err(io_err(&path))?.len();
+            report.created.push(existing == 0);
+            if existing < entry.length {
+                // Sparse: no blocks are allocated until written.
+                file.set_len(entry.length).map_err(io_err(&path))?;
+            }
+            let map = if entry.length == 0 {
+                None
+            } else {
+                Some(map_file(&file, entry.length).map_err(io_err(&path))?)
+            };
+            files.push(MappedFile {
+                offset: entry.offset,
+                length: entry.length,
+                map,
+            });
+        }
+        // SAFETY: sysconf has no preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        Ok((
+            Storage {
+                files,
+                piece_length: meta.piece_length,
+                total_length: meta.total_length,
+                page_size,
+            },
+            report,
+        ))
+    }
+
+    /// The file-relative pieces of the byte range `[start, start+len)`:
+    /// (file index, offset in that file, length).
+    fn segments(&self, start: u64, len: u64) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        let end = (start + len).min(self.total_length);
+        // First file whose range ends after `start` (files are in offset order).
+        let first = self.files.partition_point(|f| f.offset + f.length <= start);
+        self.files[first..]
+            .iter()
+            .enumerate()
+            .take_while(move |(_, f)| f.offset < end)
+            .filter(|(_, f)| f.length > 0)
+            .map(move |(i, f)| {
+                let s = start.max(f.offset);
+                let e = end.min(f.offset + f.length);
+                (first + i, s - f.offset, e - s)
+            })
+    }
+
+    fn byte_range(&self, piece: usize, begin: u32) -> u64 {
+        piece as u64 * self.piece_length + begin as u64
+    }
+
+    /// Pointer to `len` mapped bytes of file `file` at `offset`.
+    fn ptr(&self, file: usize, offset: u64) -> *mut u8 {
+        let map = self.files[file]
+            .map
+            .as_ref()
+            .expect("non-empty file is mapped");
+        // SAFETY: offset < file length (segments() guarantees it).
+        unsafe { map.as_mut_ptr().add(offset as usize) }
+    }
+
+    /// Reads `len` bytes from `reader` straight into the mapped block.
+    ///
+    /// # Safety
+    /// The caller holds exclusive write access to this block (module doc).
+    pub unsafe fn recv_block(
+        &self,
+        piece: usize,
+        begin: u32,
+        len: u32,
+        reader: &mut impl Read,
+    ) -> io::Result<()> {
+        for (file, offset, n) in self.segments(self.byte_range(piece, begin), len as u64) {
+            let dst = std::slice::from_raw_parts_mut(self.ptr(file, offset), n as usize);
+            reader.read_exact(dst)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` into the mapped block.
+    ///
+    /// # Safety
+    /// As for [`Storage::recv_block`].
+    pub unsafe fn write_block(&self, piece: usize, begin: u32, data: &[u8]) {
+        let mut reader = data;
+        self.recv_block(piece, begin, data.len() as u32, &mut reader)
+            .expect("a slice of the right length reads fully");
+    }
+
+    /// Calls `f` with each mapped slice of the block, in order.
+    ///
+    /// # Safety
+    /// No thread writes this block meanwhile (module doc).
+    pub unsafe fn with_block<R>(
+        &self,
+        piece: usize,
+        begin: u32,
+        len: u32,
+        mut f: impl FnMut(&[u8]) -> io::Result<R>,
+    ) -> io::Result<()> {
+        for (file, offset, n) in self.segments(self.byte_range(piece, begin), len as u64) {
+            f(std::slice::from_raw_parts(
+                self.ptr(file, offset),
+                n as usize,
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// SHA-1 of piece `piece` of length `len` as it is on disk now.
+    pub fn hash_piece(&self, piece: usize, len: u32) -> [u8; 20] {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        // SAFETY: hashing happens only while nothing writes the piece.
+        unsafe {
+            self.with_block(piece, 0, len, |s| {
+                h.update(s);
+                Ok(())
+            })
+        }
+        .expect("hashing does no I/O that can fail");
+        h.finalize().into()
+    }
+
+    /// Drops this process's mapping of a verified piece's pages: the data
+    /// stays in the page cache and on disk, but no longer counts in our
+    /// memory, so memory does not grow with the torrent's size.
+    pub fn release_piece(&self, piece: usize, len: u32) {
+        for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
+            let start = offset.next_multiple_of(self.page_size as u64);
+            let end = (offset + n) / self.page_size as u64 * self.page_size as u64;
+            // The file's last page may be partial; it is released too.
+            let end = if offset + n == self.files[file].length {
+                (offset + n).next_multiple_of(self.page_size as u64)
+            } else {
+                end
+            };
+            if end > start {
+                let map = self.files[file].map.as_ref().expect("mapped");
+                // SAFETY: MADV_DONTNEED on a shared file mapping keeps the
+                // data (dirty pages are written back); it only unmaps them.
+                unsafe {
+                    libc::madvise(
+                        map.as_mut_ptr().add(start as usize) as *mut libc::c_void,
+                        (end - start) as usize,
+                        libc::MADV_DONTNEED,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes every dirty page to disk and waits for it.
+    pub fn flush(&self) -> io::Result<()> {
+        for f in &self.files {
+            if let Some(map) = &f.map {
+                map.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which files (by index) hold bytes of piece `piece`.
+    pub fn files_of_piece(&self, piece: usize, len: u32) -> Vec<usize> {
+        self.segments(self.byte_range(piece, 0), len as u64)
+            .map(|(f, _, _)| f)
+            .collect()
+    }
+}
+
+/// Creates `root/a/b/...` one level at a time, refusing any level that
+/// exists as something other than a real folder (a symlink could lead out).
+fn create_folders_inside(root: &Path, components: &[String]) -> Result<(), StorageError> {
+    let mut path = root.to_path_buf();
+    for c in components {
+        path.push(c);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => return Err(StorageError::Escapes(path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(StorageError::Io { path, source }),
+            },
+            Err(source) => return Err(StorageError::Io { path, source }),
+        }
+    }
+    Ok(())
+}
+
+fn map_file(file: &File, len: u64) -> io::Result<MmapRaw> {
+    MmapOptions::new().len(len as usize).map_raw(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metainfo::FileEntry;
+
+    fn meta(lengths: &[u64], piece_length: u64) -> Metainfo {
+        let mut offset = 0;
+        let files = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &length)| {
+                let f = FileEntry {
+                    path: vec!["t".into(), format!("f{i}")],
+                    length,
+                    offset,
+                };
+                offset += length;
+                f
+            })
+            .collect();
+        let total: u64 = lengths.iter().sum();
+        Metainfo {
+            info_hash: crate::core::InfoHash([0; 20]),
+            name: "t".into(),
+            piece_length,
+            piece_hashes: vec![[0; 20]; total.div_ceil(piece_length) as usize],
+            files,
+            total_length: total,
+            trackers: vec![],
+            private: false,
+            comment: None,
+            created_by: None,
+            creation_date: None,
+            multi_file: true,
+        }
+    }
+
+    #[test]
+    fn blocks_spanning_files_land_in_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = meta(&[5, 0, 3, 10], 8);
+        let (s, report) = Storage::open(&m, dir.path()).unwrap();
+        assert_eq!(report.created, vec![true; 4]);
+        let data: Vec<u8> = (0..18).collect();
+        unsafe {
+            s.write_block(0, 0, &data[..8]);
+            s.write_block(1, 0, &data[8..16]);
+            s.write_block(2, 0, &data[16..]);
+        }
+        s.flush().unwrap();
+        let read = |i| std::fs::read(dir.path().join(format!("t/f{i}"))).unwrap();
+        assert_eq!(read(0), &data[..5]);
+        assert_eq!(read(1), b"");
+        assert_eq!(read(2), &data[5..8]);
+        assert_eq!(read(3), &data[8..]);
+        use sha1::{Digest, Sha1};
+        let want: [u8; 20] = Sha1::digest(&data[8..16]).into();
+        assert_eq!(s.hash_piece(1, 8), want);
+        assert_eq!(s.files_of_piece(0, 8), vec![0, 2]);
+        s.release_piece(1, 8);
+        assert_eq!(s.hash_piece(1, 8), want, "released pages keep their data");
+    }
+
+    #[test]
+    fn refuses_a_symlinked_folder_that_leads_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("t")).unwrap();
+        let m = meta(&[4], 4);
+        assert!(matches!(
+            Storage::open(&m, dir.path()),
+            Err(StorageError::Escapes(_))
+        ));
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+}

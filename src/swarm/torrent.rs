@@ -1,0 +1,912 @@
+//! The state of one torrent's swarm, owned behind one mutex by the node.
+//!
+//! Connection threads call in with what they read (`on_message`,
+//! `begin_block`/`finish_block`) and pull what to send (`take_outgoing`);
+//! the node loop applies hash results and runs the periodic tick (rates,
+//! rechoke). Every method is short and does no I/O: writes to disk happen
+//! outside the lock, between `begin_block` and `finish_block`, which is what
+//! gives a writer exclusive access to its block (see `storage::files`).
+//!
+//! Lock order: this state's mutex is the only lock a connection thread takes
+//! besides the upload rate limiter, which is never taken while holding it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
+use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
+use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
+use crate::storage::{HashJob, HashPurpose, HashResult};
+use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
+
+/// Requests a peer may queue with us before it is dropped (a request storm).
+pub const MAX_QUEUED_UPLOADS: usize = 2048;
+/// Advertised in our extension handshake.
+pub const OUR_REQQ: u32 = 2048;
+/// Outstanding requests to a peer whose limit we do not know.
+pub const DEFAULT_PEER_REQQ: u32 = 250;
+pub const MIN_WINDOW: u32 = 32;
+pub const MAX_WINDOW: u32 = 1024;
+/// Hash failures a peer may take part in before it is dropped and banned.
+pub const MAX_STRIKES: u32 = 2;
+
+/// Sizes of the torrent, enough to validate requests.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub num_pieces: usize,
+    pub piece_length: u64,
+    pub total_length: u64,
+}
+
+impl Layout {
+    pub fn piece_len(&self, piece: usize) -> u32 {
+        let start = piece as u64 * self.piece_length;
+        (self.total_length - start).min(self.piece_length) as u32
+    }
+    pub fn blocks_in(&self, piece: usize) -> u32 {
+        self.piece_len(piece).div_ceil(BLOCK_SIZE)
+    }
+    pub fn block_len(&self, block: Block) -> u32 {
+        let piece_len = self.piece_len(block.piece as usize);
+        (piece_len - block.index * BLOCK_SIZE).min(BLOCK_SIZE)
+    }
+    pub fn left(&self, have: &Bitfield) -> u64 {
+        let have_bytes: u64 = have.iter_ones().map(|p| self.piece_len(p) as u64).sum();
+        self.total_length - have_bytes
+    }
+}
+
+/// Why a peer must be disconnected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DropReason {
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+    #[error("too many queued requests")]
+    RequestStorm,
+    #[error("sent data that failed the hash check")]
+    BadData,
+    #[error("both sides are seeds")]
+    BothSeeds,
+}
+
+/// Smoothed bytes per second, updated once per tick.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Rate {
+    pub total: u64,
+    last_total: u64,
+    pub per_sec: f64,
+}
+
+impl Rate {
+    fn add(&mut self, n: u64) {
+        self.total += n;
+    }
+    fn tick(&mut self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let now = (self.total - self.last_total) as f64 / secs;
+        self.per_sec = if self.per_sec == 0.0 {
+            now
+        } else {
+            0.5 * self.per_sec + 0.5 * now
+        };
+        self.last_total = self.total;
+    }
+}
+
+pub struct PeerState {
+    pub addr: SocketAddr,
+    /// We dialed this peer (used to settle duplicate connections).
+    pub outgoing: bool,
+    pub peer_id: PeerId,
+    pub client: Option<String>,
+    pub bitfield: Bitfield,
+    /// Pieces the peer has that we lack: we are interested iff > 0.
+    wanted_from: usize,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    requested: HashSet<Block>,
+    uploads: VecDeque<BlockRequest>,
+    outbox: Vec<Message>,
+    waker: Sender<()>,
+    reqq: u32,
+    window: u32,
+    pub down: Rate,
+    pub up: Rate,
+    strikes: u32,
+    close: Option<DropReason>,
+    got_bitfield_or_have: bool,
+}
+
+impl PeerState {
+    fn wake(&self) {
+        let _ = self.waker.try_send(());
+    }
+    fn send(&mut self, m: Message) {
+        self.outbox.push(m);
+        self.wake();
+    }
+}
+
+/// What a connection's writer should send now.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    pub messages: Vec<Message>,
+    pub uploads: Vec<BlockRequest>,
+    pub close: Option<DropReason>,
+}
+
+#[derive(Default, Clone, Debug, serde::Serialize)]
+pub struct Stats {
+    /// Payload bytes accepted from peers (duplicates excluded).
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Bytes discarded: duplicates and pieces that failed the hash check.
+    pub wasted: u64,
+    pub hash_failures: u64,
+    /// Pieces verified after downloading them in this run.
+    pub pieces_downloaded: u64,
+    /// Pieces found valid on disk at start.
+    pub pieces_resumed: u64,
+}
+
+/// What the node must do after a hash result.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HashOutcome {
+    /// The last piece was verified: the torrent is complete.
+    pub completed: bool,
+    pub banned: Vec<SocketAddr>,
+}
+
+pub struct TorrentState {
+    pub layout: Layout,
+    pub our_id: PeerId,
+    picker: PiecePicker,
+    peers: HashMap<PeerKey, PeerState>,
+    next_key: PeerKey,
+    choker: Choker,
+    last_rechoke: Instant,
+    last_tick: Instant,
+    /// Who delivered blocks of each piece being downloaded.
+    contributors: HashMap<u32, HashSet<PeerKey>>,
+    banned_ids: HashSet<PeerId>,
+    hash_jobs: Sender<HashJob>,
+    pub stats: Stats,
+    pub listen_port: u16,
+}
+
+impl TorrentState {
+    pub fn new(
+        layout: Layout,
+        our_id: PeerId,
+        upload_slots: usize,
+        hash_jobs: Sender<HashJob>,
+        seed: u64,
+    ) -> TorrentState {
+        let counts = (0..layout.num_pieces)
+            .map(|p| layout.blocks_in(p))
+            .collect();
+        let now = Instant::now();
+        TorrentState {
+            picker: PiecePicker::new(counts, seed),
+            layout,
+            our_id,
+            peers: HashMap::new(),
+            next_key: 1,
+            choker: Choker::new(upload_slots, seed.rotate_left(17)),
+            last_rechoke: now,
+            last_tick: now,
+            contributors: HashMap::new(),
+            banned_ids: HashSet::new(),
+            hash_jobs,
+            stats: Stats::default(),
+            listen_port: 0,
+        }
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    pub fn left(&self) -> u64 {
+        self.layout.left(self.picker.have())
+    }
+
+    pub fn num_peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn peer_addrs(&self) -> Vec<SocketAddr> {
+        self.peers.values().map(|p| p.addr).collect()
+    }
+
+    /// When a second connection to the same peer appears, both sides keep
+    /// the one dialed by the peer with the lower id. Returns `Ok(())` if the
+    /// new connection should proceed (an existing duplicate is told to
+    /// close), `Err` if the new one should be dropped.
+    pub fn settle_duplicate(&mut self, id: &PeerId, new_outgoing: bool) -> Result<(), ()> {
+        let keep_outgoing = self.our_id < *id;
+        let Some(existing) = self.peers.values_mut().find(|p| p.peer_id == *id) else {
+            return Ok(());
+        };
+        if existing.outgoing == keep_outgoing || new_outgoing != keep_outgoing {
+            return Err(());
+        }
+        existing.close = Some(DropReason::Protocol("duplicate connection"));
+        existing.wake();
+        Ok(())
+    }
+
+    pub fn is_banned(&self, id: &PeerId) -> bool {
+        self.banned_ids.contains(id)
+    }
+
+    /// A piece found valid on disk at start.
+    pub fn resume_piece(&mut self, piece: usize) {
+        self.picker.mark_have(piece);
+        self.stats.pieces_resumed += 1;
+    }
+
+    /// A handshaken connection joins. Queues our extension handshake (if the
+    /// peer speaks BEP 10) and bitfield.
+    pub fn register(
+        &mut self,
+        addr: SocketAddr,
+        peer_id: PeerId,
+        extensions: bool,
+        outgoing: bool,
+        waker: Sender<()>,
+    ) -> PeerKey {
+        let key = self.next_key;
+        self.next_key += 1;
+        let mut peer = PeerState {
+            addr,
+            outgoing,
+            peer_id,
+            client: None,
+            bitfield: Bitfield::new(self.layout.num_pieces),
+            wanted_from: 0,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            requested: HashSet::new(),
+            uploads: VecDeque::new(),
+            outbox: Vec::new(),
+            waker,
+            reqq: DEFAULT_PEER_REQQ,
+            window: MIN_WINDOW,
+            down: Rate::default(),
+            up: Rate::default(),
+            strikes: 0,
+            close: None,
+            got_bitfield_or_have: false,
+        };
+        if extensions {
+            let hs = ExtendedHandshake {
+                reqq: Some(OUR_REQQ),
+                client: Some(format!("btnode {}", env!("CARGO_PKG_VERSION"))),
+                listen_port: Some(self.listen_port).filter(|&p| p != 0),
+            };
+            peer.send(Message::Extended {
+                ext_id: 0,
+                payload: hs.encode(),
+            });
+        }
+        if self.have().count() > 0 {
+            peer.send(Message::Bitfield(self.have().as_bytes().to_vec()));
+        }
+        self.peers.insert(key, peer);
+        key
+    }
+
+    /// The connection is gone: its requests go back to the pool at once and
+    /// are offered to the other peers.
+    pub fn unregister(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        self.picker.remove_availability(&peer.bitfield);
+        for block in peer.requested {
+            self.picker.release(key, block);
+        }
+        self.fill_all();
+    }
+
+    /// Handles every message except piece data.
+    pub fn on_message(&mut self, key: PeerKey, msg: Message) -> Result<(), DropReason> {
+        let n = self.layout.num_pieces;
+        match msg {
+            Message::KeepAlive | Message::Port(_) | Message::Unknown(_) => {}
+            Message::Choke => {
+                let peer = self.peer_mut(key)?;
+                peer.peer_choking = true;
+                // Without the fast extension a choke discards our requests.
+                let lost: Vec<Block> = peer.requested.drain().collect();
+                for b in lost {
+                    self.picker.release(key, b);
+                }
+                self.fill_all();
+            }
+            Message::Unchoke => {
+                self.peer_mut(key)?.peer_choking = false;
+                self.fill(key);
+            }
+            Message::Interested => {
+                self.peer_mut(key)?.peer_interested = true;
+                let unchoked = self.peers.values().filter(|p| !p.am_choking).count();
+                if self.choker.has_free_slot(unchoked) {
+                    self.set_choke(key, false);
+                }
+            }
+            Message::NotInterested => {
+                let peer = self.peer_mut(key)?;
+                peer.peer_interested = false;
+            }
+            Message::Have(i) => {
+                let i = i as usize;
+                if i >= n {
+                    return Err(DropReason::Protocol("have for a piece that does not exist"));
+                }
+                let we_want = self.picker.wants(i);
+                let peer = self.peer_mut(key)?;
+                peer.got_bitfield_or_have = true;
+                if peer.bitfield.set(i) {
+                    if we_want {
+                        peer.wanted_from += 1;
+                    }
+                    self.picker.add_have(i);
+                    self.update_interest(key);
+                    self.fill(key);
+                }
+                self.check_both_seeds(key)?;
+            }
+            Message::Bitfield(bytes) => {
+                let bf = Bitfield::from_bytes(&bytes, n)
+                    .ok_or(DropReason::Protocol("bitfield of the wrong size"))?;
+                let wanted = bf.iter_ones().filter(|&i| self.picker.wants(i)).count();
+                let peer = self.peer_mut(key)?;
+                if peer.got_bitfield_or_have {
+                    return Err(DropReason::Protocol("bitfield after other messages"));
+                }
+                peer.got_bitfield_or_have = true;
+                peer.wanted_from = wanted;
+                peer.bitfield = bf.clone();
+                self.picker.add_availability(&bf);
+                self.update_interest(key);
+                self.check_both_seeds(key)?;
+            }
+            Message::Request(r) => {
+                if !self.valid_request(&r) {
+                    return Err(DropReason::Protocol("request outside the torrent"));
+                }
+                let have = self.have().get(r.index as usize);
+                let peer = self.peer_mut(key)?;
+                // Requests while choked or for pieces we lack are ignored.
+                if !peer.am_choking && have {
+                    if peer.uploads.len() >= MAX_QUEUED_UPLOADS {
+                        return Err(DropReason::RequestStorm);
+                    }
+                    peer.uploads.push_back(r);
+                    peer.wake();
+                }
+            }
+            Message::Cancel(r) => {
+                let peer = self.peer_mut(key)?;
+                peer.uploads.retain(|q| *q != r);
+            }
+            Message::Piece { index, begin, data } => {
+                // Only used by tests and slow paths: the reader normally
+                // streams blocks through begin_block/finish_block.
+                let _ = (index, begin, data);
+                return Err(DropReason::Protocol("piece data must be streamed"));
+            }
+            Message::Extended { ext_id, payload } => {
+                if ext_id == 0 {
+                    if let Ok(hs) = ExtendedHandshake::decode(&payload) {
+                        let peer = self.peer_mut(key)?;
+                        if let Some(q) = hs.reqq {
+                            peer.reqq = q.max(1);
+                        }
+                        peer.client = hs.client;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_both_seeds(&mut self, key: PeerKey) -> Result<(), DropReason> {
+        let complete = self.is_complete();
+        let peer = self.peer_mut(key)?;
+        if complete && peer.bitfield.is_complete() {
+            return Err(DropReason::BothSeeds);
+        }
+        Ok(())
+    }
+
+    fn valid_request(&self, r: &BlockRequest) -> bool {
+        let i = r.index as usize;
+        i < self.layout.num_pieces
+            && r.length > 0
+            && r.begin
+                .checked_add(r.length)
+                .is_some_and(|end| end <= self.layout.piece_len(i))
+    }
+
+    fn peer_mut(&mut self, key: PeerKey) -> Result<&mut PeerState, DropReason> {
+        self.peers
+            .get_mut(&key)
+            .ok_or(DropReason::Protocol("unknown connection"))
+    }
+
+    fn update_interest(&mut self, key: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            let want = peer.wanted_from > 0;
+            if want != peer.am_interested {
+                peer.am_interested = want;
+                peer.send(if want {
+                    Message::Interested
+                } else {
+                    Message::NotInterested
+                });
+            }
+        }
+    }
+
+    fn set_choke(&mut self, key: PeerKey, choke: bool) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if peer.am_choking != choke {
+                peer.am_choking = choke;
+                if choke {
+                    peer.uploads.clear();
+                }
+                peer.send(if choke {
+                    Message::Choke
+                } else {
+                    Message::Unchoke
+                });
+            }
+        }
+    }
+
+    /// Tops up the request pipeline of `key`.
+    fn fill(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested || peer.close.is_some() {
+            return;
+        }
+        let limit = peer.window.min(peer.reqq) as usize;
+        if peer.requested.len() >= limit {
+            return;
+        }
+        let mut blocks = Vec::new();
+        self.picker.pick(
+            key,
+            &peer.bitfield,
+            limit - peer.requested.len(),
+            &mut blocks,
+        );
+        if blocks.is_empty() {
+            return;
+        }
+        for b in blocks {
+            peer.requested.insert(b);
+            peer.outbox.push(Message::Request(BlockRequest {
+                index: b.piece,
+                begin: b.index * BLOCK_SIZE,
+                length: self.layout.block_len(b),
+            }));
+        }
+        peer.wake();
+    }
+
+    fn fill_all(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.fill(k);
+        }
+    }
+
+    /// A piece message header arrived: may its payload be written?
+    /// `Some(block)` gives the writer exclusive access to that block until
+    /// `finish_block` or `abort_block`.
+    pub fn begin_block(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        len: u32,
+    ) -> Result<Option<Block>, DropReason> {
+        let valid = (index as usize) < self.layout.num_pieces
+            && begin % BLOCK_SIZE == 0
+            && begin < self.layout.piece_len(index as usize);
+        let block = Block {
+            piece: index,
+            index: begin / BLOCK_SIZE,
+        };
+        if !valid || self.layout.block_len(block) != len {
+            // Not a block we would ever ask for: the peer is broken.
+            return Err(DropReason::Protocol(
+                "piece message for a block we never request",
+            ));
+        }
+        let peer = self.peer_mut(key)?;
+        peer.requested.remove(&block);
+        match self.picker.begin_block(key, block) {
+            BlockArrival::Write {
+                also_requested_from,
+            } => {
+                for other in also_requested_from {
+                    if let Some(o) = self.peers.get_mut(&other) {
+                        if o.requested.remove(&block) {
+                            o.send(Message::Cancel(BlockRequest {
+                                index,
+                                begin,
+                                length: len,
+                            }));
+                        }
+                    }
+                    self.picker.release(other, block);
+                }
+                Ok(Some(block))
+            }
+            BlockArrival::Discard => {
+                self.stats.wasted += len as u64;
+                self.fill(key);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The block is on disk: count it, hash the piece if it is complete,
+    /// and ask this peer for more.
+    pub fn finish_block(&mut self, key: PeerKey, block: Block) {
+        let len = self.layout.block_len(block) as u64;
+        self.stats.downloaded += len;
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.down.add(len);
+        }
+        self.contributors
+            .entry(block.piece)
+            .or_default()
+            .insert(key);
+        if self.picker.finish_block(block) {
+            let _ = self.hash_jobs.send(HashJob {
+                piece: block.piece as usize,
+                purpose: HashPurpose::Download,
+            });
+        }
+        self.fill(key);
+    }
+
+    /// Reading the block's payload failed half-way.
+    pub fn abort_block(&mut self, block: Block) {
+        self.picker.abort_block(block);
+    }
+
+    /// Applies a download hash result: HAVE to every peer on success; on
+    /// failure the piece is fetched again and its senders get a strike.
+    pub fn on_hash_result(&mut self, r: HashResult) -> HashOutcome {
+        let mut outcome = HashOutcome::default();
+        if r.purpose != HashPurpose::Download {
+            return outcome;
+        }
+        let senders = self
+            .contributors
+            .remove(&(r.piece as u32))
+            .unwrap_or_default();
+        let was_complete = self.is_complete();
+        self.picker.hash_done(r.piece, r.ok);
+        if r.ok {
+            self.stats.pieces_downloaded += 1;
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for k in keys {
+                let peer = self.peers.get_mut(&k).expect("key from map");
+                peer.send(Message::Have(r.piece as u32));
+                if peer.bitfield.get(r.piece) {
+                    peer.wanted_from -= 1;
+                }
+                self.update_interest(k);
+            }
+            outcome.completed = !was_complete && self.is_complete();
+        } else {
+            self.stats.hash_failures += 1;
+            self.stats.wasted += self.layout.piece_len(r.piece) as u64;
+            for k in &senders {
+                if let Some(peer) = self.peers.get_mut(k) {
+                    peer.strikes += 1;
+                    // The sole sender of a bad piece is certainly guilty.
+                    if peer.strikes >= MAX_STRIKES || senders.len() == 1 {
+                        peer.close = Some(DropReason::BadData);
+                        self.banned_ids.insert(peer.peer_id);
+                        outcome.banned.push(peer.addr);
+                        peer.wake();
+                    }
+                }
+            }
+            self.fill_all();
+        }
+        outcome
+    }
+
+    /// What `key`'s writer should send; `uploaded` is what it sent since
+    /// the last call.
+    pub fn take_outgoing(&mut self, key: PeerKey, uploaded: u64, max_uploads: usize) -> Outgoing {
+        self.stats.uploaded += uploaded;
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Outgoing {
+                close: Some(DropReason::Protocol("unknown connection")),
+                ..Outgoing::default()
+            };
+        };
+        peer.up.add(uploaded);
+        let mut out = Outgoing {
+            messages: std::mem::take(&mut peer.outbox),
+            close: peer.close.clone(),
+            ..Outgoing::default()
+        };
+        if !peer.am_choking {
+            let n = peer.uploads.len().min(max_uploads);
+            out.uploads.extend(peer.uploads.drain(..n));
+        }
+        out
+    }
+
+    /// Whether `key` still has queued uploads (the writer loops while so).
+    pub fn has_pending(&self, key: PeerKey) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| !p.outbox.is_empty() || (!p.am_choking && !p.uploads.is_empty()))
+    }
+
+    /// Once a second: rates, pipeline windows, and every 10 s a rechoke.
+    pub fn tick(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.last_tick);
+        self.last_tick = now;
+        for peer in self.peers.values_mut() {
+            peer.down.tick(elapsed);
+            peer.up.tick(elapsed);
+            // Keep about half a second of data in flight.
+            let want = (peer.down.per_sec * 0.5 / BLOCK_SIZE as f64) as u32;
+            peer.window = want.clamp(MIN_WINDOW, MAX_WINDOW);
+        }
+        if now.duration_since(self.last_rechoke) >= RECHOKE_INTERVAL {
+            self.last_rechoke = now;
+            self.rechoke(now);
+        }
+        self.fill_all();
+    }
+
+    fn rechoke(&mut self, now: Instant) {
+        let seeding = self.is_complete();
+        let cands: Vec<Candidate> = self
+            .peers
+            .iter()
+            .map(|(&key, p)| Candidate {
+                key,
+                interested: p.peer_interested,
+                rate: if seeding {
+                    p.up.per_sec
+                } else {
+                    p.down.per_sec
+                },
+            })
+            .collect();
+        let unchoke = self.choker.rechoke(&cands, now);
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.set_choke(k, !unchoke.contains(&k));
+        }
+    }
+
+    /// Per-peer view for status output.
+    pub fn peer_summaries(&self) -> Vec<PeerSummary> {
+        self.peers
+            .values()
+            .map(|p| PeerSummary {
+                addr: p.addr.to_string(),
+                client: p.client.clone(),
+                have: p.bitfield.count(),
+                down_rate: p.down.per_sec,
+                up_rate: p.up.per_sec,
+                downloaded: p.down.total,
+                uploaded: p.up.total,
+                am_choking: p.am_choking,
+                peer_choking: p.peer_choking,
+            })
+            .collect()
+    }
+
+    pub fn rates(&self) -> (f64, f64) {
+        self.peers.values().fold((0.0, 0.0), |(d, u), p| {
+            (d + p.down.per_sec, u + p.up.per_sec)
+        })
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerSummary {
+    pub addr: String,
+    pub client: Option<String>,
+    pub have: usize,
+    pub down_rate: f64,
+    pub up_rate: f64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub am_choking: bool,
+    pub peer_choking: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(
+        pieces: usize,
+        piece_len: u64,
+    ) -> (TorrentState, crossbeam_channel::Receiver<HashJob>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let layout = Layout {
+            num_pieces: pieces,
+            piece_length: piece_len,
+            total_length: pieces as u64 * piece_len,
+        };
+        (TorrentState::new(layout, PeerId([0; 20]), 4, tx, 42), rx)
+    }
+
+    fn add_peer(s: &mut TorrentState, port: u16) -> (PeerKey, crossbeam_channel::Receiver<()>) {
+        let (wtx, wrx) = crossbeam_channel::bounded(1);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut id = [0u8; 20];
+        id[..2].copy_from_slice(&port.to_be_bytes());
+        (s.register(addr, PeerId(id), false, true, wtx), wrx)
+    }
+
+    fn requests(out: &Outgoing) -> Vec<BlockRequest> {
+        out.messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Request(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn seeder_bitfield_makes_us_interested_then_unchoke_fills_the_pipeline() {
+        let (mut s, _jobs) = state(4, 2 * BLOCK_SIZE as u64);
+        let (k, _w) = add_peer(&mut s, 1);
+        s.on_message(k, Message::Bitfield(vec![0xf0])).unwrap();
+        let out = s.take_outgoing(k, 0, 10);
+        assert_eq!(out.messages, vec![Message::Interested]);
+        s.on_message(k, Message::Unchoke).unwrap();
+        let out = s.take_outgoing(k, 0, 10);
+        assert_eq!(requests(&out).len(), 8, "all 8 blocks fit in the window");
+    }
+
+    #[test]
+    fn choke_returns_blocks_to_other_peers_at_once() {
+        let (mut s, _jobs) = state(1, 2 * BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        for k in [a, b] {
+            s.on_message(k, Message::Bitfield(vec![0x80])).unwrap();
+        }
+        s.on_message(a, Message::Unchoke).unwrap();
+        assert_eq!(requests(&s.take_outgoing(a, 0, 0)).len(), 2);
+        s.on_message(b, Message::Unchoke).unwrap();
+        s.take_outgoing(b, 0, 0); // endgame duplicates, if any
+        s.unregister(a);
+        s.on_message(b, Message::Choke).unwrap();
+        s.on_message(b, Message::Unchoke).unwrap();
+        let out = s.take_outgoing(b, 0, 0);
+        assert_eq!(
+            requests(&out).len(),
+            2,
+            "blocks of the lost peer are re-requested"
+        );
+    }
+
+    #[test]
+    fn complete_piece_is_hashed_and_have_broadcast_once() {
+        let (mut s, jobs) = state(1, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        s.on_message(a, Message::Bitfield(vec![0x80])).unwrap();
+        s.on_message(a, Message::Unchoke).unwrap();
+        let block = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
+        s.finish_block(a, block);
+        let job = jobs.try_recv().unwrap();
+        assert_eq!(job.piece, 0);
+        let outcome = s.on_hash_result(HashResult {
+            piece: 0,
+            purpose: HashPurpose::Download,
+            ok: true,
+        });
+        assert!(outcome.completed);
+        let haves = |o: Outgoing| {
+            o.messages
+                .iter()
+                .filter(|m| matches!(m, Message::Have(0)))
+                .count()
+        };
+        assert_eq!(haves(s.take_outgoing(b, 0, 0)), 1);
+        assert_eq!(haves(s.take_outgoing(b, 0, 0)), 0);
+        // A duplicate of the verified block is discarded.
+        assert_eq!(s.begin_block(a, 0, 0, BLOCK_SIZE), Ok(None));
+    }
+
+    #[test]
+    fn sole_sender_of_a_bad_piece_is_dropped_and_banned() {
+        let (mut s, _jobs) = state(2, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
+        s.on_message(a, Message::Unchoke).unwrap();
+        let block = s.begin_block(a, 1, 0, BLOCK_SIZE).unwrap().unwrap();
+        s.finish_block(a, block);
+        let outcome = s.on_hash_result(HashResult {
+            piece: 1,
+            purpose: HashPurpose::Download,
+            ok: false,
+        });
+        assert_eq!(outcome.banned.len(), 1);
+        assert_eq!(s.take_outgoing(a, 0, 0).close, Some(DropReason::BadData));
+        let mut id = [0u8; 20];
+        id[..2].copy_from_slice(&1u16.to_be_bytes());
+        assert!(s.is_banned(&PeerId(id)));
+        assert_eq!(s.stats.hash_failures, 1);
+    }
+
+    #[test]
+    fn requests_are_served_only_when_unchoked_and_bounded() {
+        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        s.resume_piece(0);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let r = BlockRequest {
+            index: 0,
+            begin: 0,
+            length: BLOCK_SIZE,
+        };
+        s.on_message(a, Message::Request(r)).unwrap();
+        assert!(
+            s.take_outgoing(a, 0, 10).uploads.is_empty(),
+            "choked: ignored"
+        );
+        s.on_message(a, Message::Interested).unwrap();
+        s.on_message(a, Message::Request(r)).unwrap();
+        assert_eq!(s.take_outgoing(a, 0, 10).uploads, vec![r]);
+        let bad = BlockRequest {
+            index: 0,
+            begin: 1,
+            length: BLOCK_SIZE,
+        };
+        assert!(s.on_message(a, Message::Request(bad)).is_err());
+        for _ in 0..MAX_QUEUED_UPLOADS {
+            s.on_message(a, Message::Request(r)).unwrap();
+        }
+        assert_eq!(
+            s.on_message(a, Message::Request(r)),
+            Err(DropReason::RequestStorm)
+        );
+    }
+
+    #[test]
+    fn have_out_of_range_and_bad_bitfield_drop_the_peer() {
+        let (mut s, _jobs) = state(3, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        assert!(s.on_message(a, Message::Have(3)).is_err());
+        let (b, _wb) = add_peer(&mut s, 2);
+        assert!(s.on_message(b, Message::Bitfield(vec![0xff])).is_err());
+    }
+}
