@@ -200,7 +200,7 @@ impl Swarm {
         let key = {
             let mut state = self.state.lock();
             if state.is_banned(&theirs.peer_id)
-                || state.settle_duplicate(&theirs.peer_id, outgoing).is_err()
+                || !state.settle_duplicate(&theirs.peer_id, outgoing)
             {
                 log::debug!("dropping {addr}: banned or duplicate");
                 return;

@@ -18,6 +18,10 @@
 //! start; when no free block is left anywhere, endgame: blocks already
 //! requested from another peer are requested again (at most
 //! [`ENDGAME_DUPLICATES`] peers per block).
+//!
+//! A piece that failed its hash after blocks came from several peers is
+//! marked *exclusive*: it is then fetched from one peer only, so a second
+//! failure names the culprit without blaming the honest peers that shared it.
 
 use crate::core::Bitfield;
 
@@ -45,7 +49,12 @@ enum Slot {
 #[derive(Clone, Debug)]
 enum PieceState {
     Missing,
-    Partial { slots: Vec<Slot>, received: u32 },
+    Partial {
+        slots: Vec<Slot>,
+        received: u32,
+        /// For exclusive pieces: the one peer allowed to serve it.
+        owner: Option<PeerKey>,
+    },
     Hashing,
     Have,
 }
@@ -69,6 +78,7 @@ pub struct PiecePicker {
     partial: Vec<u32>,
     /// Free slots in partial pieces plus all blocks of missing pieces.
     free_blocks: u64,
+    exclusive: Vec<bool>,
 }
 
 impl PiecePicker {
@@ -93,6 +103,7 @@ impl PiecePicker {
             blocks_per_piece: block_counts,
             order,
             partial: Vec::new(),
+            exclusive: vec![false; n],
         }
     }
 
@@ -165,6 +176,7 @@ impl PiecePicker {
             self.states[piece as usize] = PieceState::Partial {
                 slots: vec![Slot::Free; count as usize],
                 received: 0,
+                owner: None,
             };
             self.partial.push(piece);
             self.take_free(piece, peer, max - (out.len() - start_len), out);
@@ -173,7 +185,7 @@ impl PiecePicker {
         if room(out) && self.free_blocks == 0 {
             for pi in 0..self.partial.len() {
                 let piece = self.partial[pi];
-                if !peer_has.get(piece as usize) {
+                if !peer_has.get(piece as usize) || self.exclusive[piece as usize] {
                     continue;
                 }
                 if let PieceState::Partial { slots, .. } = &mut self.states[piece as usize] {
@@ -197,9 +209,15 @@ impl PiecePicker {
     }
 
     fn take_free(&mut self, piece: u32, peer: PeerKey, max: usize, out: &mut Vec<Block>) {
-        let PieceState::Partial { slots, .. } = &mut self.states[piece as usize] else {
+        let PieceState::Partial { slots, owner, .. } = &mut self.states[piece as usize] else {
             return;
         };
+        if self.exclusive[piece as usize] {
+            match owner {
+                Some(o) if *o != peer => return,
+                _ => *owner = Some(peer),
+            }
+        }
         let mut taken = 0;
         for (index, slot) in slots.iter_mut().enumerate() {
             if taken == max {
@@ -262,8 +280,9 @@ impl PiecePicker {
     /// The block's data is written. Returns true when its piece is complete
     /// and should be hashed.
     pub fn finish_block(&mut self, block: Block) -> bool {
-        let Some(PieceState::Partial { slots, received }) =
-            self.states.get_mut(block.piece as usize)
+        let Some(PieceState::Partial {
+            slots, received, ..
+        }) = self.states.get_mut(block.piece as usize)
         else {
             return false;
         };
@@ -304,15 +323,30 @@ impl PiecePicker {
         }
     }
 
-    /// Result of hashing a piece that was `Hashing`.
-    pub fn hash_done(&mut self, piece: usize, ok: bool) {
+    /// `peer` is gone or choked us: it no longer owns exclusive pieces.
+    pub fn forget_peer(&mut self, peer: PeerKey) {
+        for &piece in &self.partial {
+            if let PieceState::Partial { owner, .. } = &mut self.states[piece as usize] {
+                if *owner == Some(peer) {
+                    *owner = None;
+                }
+            }
+        }
+    }
+
+    /// Result of hashing a piece that was `Hashing`. `shared` says the
+    /// blocks came from more than one peer; a failure then makes the piece
+    /// exclusive (module doc).
+    pub fn hash_done(&mut self, piece: usize, ok: bool, shared: bool) {
         if !matches!(self.states[piece], PieceState::Hashing) {
             return;
         }
         if ok {
             self.states[piece] = PieceState::Have;
             self.have.set(piece);
+            self.exclusive[piece] = false;
         } else {
+            self.exclusive[piece] = shared;
             self.states[piece] = PieceState::Missing;
             self.free_blocks += self.blocks_per_piece[piece] as u64;
         }
@@ -407,7 +441,7 @@ mod tests {
         );
         assert_eq!(p.begin_block(2, blk), BlockArrival::Discard);
         assert!(p.finish_block(blk));
-        p.hash_done(blk.piece as usize, false);
+        p.hash_done(blk.piece as usize, false, false);
         assert!(p.wants(blk.piece as usize));
         let mut again = vec![];
         p.pick(3, &full(2), 5, &mut again);
@@ -419,9 +453,40 @@ mod tests {
             }
         );
         assert!(p.finish_block(blk));
-        p.hash_done(blk.piece as usize, true);
+        p.hash_done(blk.piece as usize, true, false);
         assert!(p.have().get(blk.piece as usize));
         assert_eq!(p.begin_block(1, blk), BlockArrival::Discard);
+    }
+
+    #[test]
+    fn a_piece_that_failed_with_several_senders_is_then_fetched_from_one_peer() {
+        let mut p = PiecePicker::new(vec![2], 1);
+        let mut a = vec![];
+        p.pick(1, &full(1), 1, &mut a);
+        let mut b = vec![];
+        p.pick(2, &full(1), 1, &mut b);
+        for (peer, blk) in [(1, a[0]), (2, b[0])] {
+            assert!(matches!(
+                p.begin_block(peer, blk),
+                BlockArrival::Write { .. }
+            ));
+            p.finish_block(blk);
+        }
+        p.hash_done(0, false, true);
+        let mut first = vec![];
+        p.pick(1, &full(1), 1, &mut first);
+        assert_eq!(first.len(), 1);
+        let mut other = vec![];
+        p.pick(2, &full(1), 5, &mut other);
+        assert!(other.is_empty(), "peer 2 may not join an exclusive piece");
+        p.pick(1, &full(1), 5, &mut first);
+        assert_eq!(first.len(), 2, "the owner gets the rest");
+        for blk in &first {
+            p.release(1, *blk);
+        }
+        p.forget_peer(1);
+        p.pick(2, &full(1), 5, &mut other);
+        assert_eq!(other.len(), 2, "a lost owner hands the piece on");
     }
 
     #[test]

@@ -30,8 +30,6 @@ pub const OUR_REQQ: u32 = 2048;
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 pub const MIN_WINDOW: u32 = 32;
 pub const MAX_WINDOW: u32 = 1024;
-/// Hash failures a peer may take part in before it is dropped and banned.
-pub const MAX_STRIKES: u32 = 2;
 
 /// Sizes of the torrent, enough to validate requests.
 #[derive(Clone, Debug)]
@@ -117,7 +115,6 @@ pub struct PeerState {
     window: u32,
     pub down: Rate,
     pub up: Rate,
-    strikes: u32,
     close: Option<DropReason>,
     got_bitfield_or_have: bool,
 }
@@ -229,20 +226,20 @@ impl TorrentState {
     }
 
     /// When a second connection to the same peer appears, both sides keep
-    /// the one dialed by the peer with the lower id. Returns `Ok(())` if the
-    /// new connection should proceed (an existing duplicate is told to
-    /// close), `Err` if the new one should be dropped.
-    pub fn settle_duplicate(&mut self, id: &PeerId, new_outgoing: bool) -> Result<(), ()> {
+    /// the one dialed by the peer with the lower id. Returns true if the new
+    /// connection should proceed (an existing duplicate is told to close),
+    /// false if the new one should be dropped.
+    pub fn settle_duplicate(&mut self, id: &PeerId, new_outgoing: bool) -> bool {
         let keep_outgoing = self.our_id < *id;
         let Some(existing) = self.peers.values_mut().find(|p| p.peer_id == *id) else {
-            return Ok(());
+            return true;
         };
         if existing.outgoing == keep_outgoing || new_outgoing != keep_outgoing {
-            return Err(());
+            return false;
         }
         existing.close = Some(DropReason::Protocol("duplicate connection"));
         existing.wake();
-        Ok(())
+        true
     }
 
     pub fn is_banned(&self, id: &PeerId) -> bool {
@@ -286,7 +283,6 @@ impl TorrentState {
             window: MIN_WINDOW,
             down: Rate::default(),
             up: Rate::default(),
-            strikes: 0,
             close: None,
             got_bitfield_or_have: false,
         };
@@ -318,6 +314,7 @@ impl TorrentState {
         for block in peer.requested {
             self.picker.release(key, block);
         }
+        self.picker.forget_peer(key);
         self.fill_all();
     }
 
@@ -334,6 +331,7 @@ impl TorrentState {
                 for b in lost {
                     self.picker.release(key, b);
                 }
+                self.picker.forget_peer(key);
                 self.fill_all();
             }
             Message::Unchoke => {
@@ -529,7 +527,7 @@ impl TorrentState {
         len: u32,
     ) -> Result<Option<Block>, DropReason> {
         let valid = (index as usize) < self.layout.num_pieces
-            && begin % BLOCK_SIZE == 0
+            && begin.is_multiple_of(BLOCK_SIZE)
             && begin < self.layout.piece_len(index as usize);
         let block = Block {
             piece: index,
@@ -595,8 +593,10 @@ impl TorrentState {
         self.picker.abort_block(block);
     }
 
-    /// Applies a download hash result: HAVE to every peer on success; on
-    /// failure the piece is fetched again and its senders get a strike.
+    /// Applies a download hash result: HAVE to every peer on success. On
+    /// failure the piece is fetched again; if one peer sent all of it, that
+    /// peer is dropped and banned, otherwise the piece is refetched from a
+    /// single peer (see the picker) so the next failure has one culprit.
     pub fn on_hash_result(&mut self, r: HashResult) -> HashOutcome {
         let mut outcome = HashOutcome::default();
         if r.purpose != HashPurpose::Download {
@@ -607,7 +607,7 @@ impl TorrentState {
             .remove(&(r.piece as u32))
             .unwrap_or_default();
         let was_complete = self.is_complete();
-        self.picker.hash_done(r.piece, r.ok);
+        self.picker.hash_done(r.piece, r.ok, senders.len() > 1);
         if r.ok {
             self.stats.pieces_downloaded += 1;
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -623,16 +623,12 @@ impl TorrentState {
         } else {
             self.stats.hash_failures += 1;
             self.stats.wasted += self.layout.piece_len(r.piece) as u64;
-            for k in &senders {
-                if let Some(peer) = self.peers.get_mut(k) {
-                    peer.strikes += 1;
-                    // The sole sender of a bad piece is certainly guilty.
-                    if peer.strikes >= MAX_STRIKES || senders.len() == 1 {
-                        peer.close = Some(DropReason::BadData);
-                        self.banned_ids.insert(peer.peer_id);
-                        outcome.banned.push(peer.addr);
-                        peer.wake();
-                    }
+            if let [culprit] = senders.iter().collect::<Vec<_>>()[..] {
+                if let Some(peer) = self.peers.get_mut(culprit) {
+                    peer.close = Some(DropReason::BadData);
+                    self.banned_ids.insert(peer.peer_id);
+                    outcome.banned.push(peer.addr);
+                    peer.wake();
                 }
             }
             self.fill_all();

@@ -1,0 +1,280 @@
+//! End-to-end tests of the data plane: real btnode processes on loopback,
+//! results checked by sha256 of the bytes on disk.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use btnode::core::bencode::{self, Value};
+use btnode::core::{InfoHash, Metainfo};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn seeded(dir: &Path, name: &str, len: usize, piece_len: Option<&str>) -> std::path::PathBuf {
+    let content = dir.join("seed").join(name);
+    make_file(&content, len, len as u64);
+    let torrent = dir.join(format!("{name}.torrent"));
+    let extra: Vec<&str> = match piece_len {
+        Some(p) => vec!["--piece-length", p],
+        None => vec![],
+    };
+    create_torrent(&content, &torrent, &extra);
+    torrent
+}
+
+#[test]
+fn one_seeder_one_leecher() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 3 * 1024 * 1024 + 123, None);
+    let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    let mut leecher = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &["--peer", &seeder.addr(), "--exit-on-complete"],
+    );
+    assert_eq!(leecher.wait_exit(LONG), Some(0), "{}", leecher.log());
+    assert_eq!(
+        sha256(&tmp.path().join("leech/file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+    let st = leecher.status().unwrap();
+    assert_eq!(st["state"], "stopped");
+    assert_eq!(st["complete"], true);
+}
+
+#[test]
+fn multi_file_torrent_with_nested_folders_and_a_tiny_file() {
+    let tmp = tempdir();
+    let root = tmp.path().join("seed/album");
+    make_file(&root.join("disc1/track01.bin"), 700_000, 1);
+    make_file(&root.join("disc1/deeper/notes.txt"), 100, 2);
+    make_file(&root.join("disc2/track01.bin"), 1_300_001, 3);
+    make_file(&root.join("cover.jpg"), 20_000, 4);
+    std::fs::write(root.join("empty.txt"), b"").unwrap();
+    let torrent = tmp.path().join("album.torrent");
+    create_torrent(&root, &torrent, &["--piece-length", "32768"]);
+    let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    let mut leecher = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &["--peer", &seeder.addr(), "--exit-on-complete"],
+    );
+    assert_eq!(leecher.wait_exit(LONG), Some(0), "{}", leecher.log());
+    assert_eq!(
+        tree_hashes(&tmp.path().join("leech/album")),
+        tree_hashes(&root)
+    );
+}
+
+#[test]
+fn two_seeders_one_killed_mid_transfer() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 6 * 1024 * 1024, Some("65536"));
+    let limit = ["--upload-rate-limit", "1000000"];
+    let mut a = Node::start(&torrent, &tmp.path().join("seed"), &limit);
+    let b = Node::start(&torrent, &tmp.path().join("seed"), &limit);
+    let mut leecher = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &[
+            "--peer",
+            &a.addr(),
+            "--peer",
+            &b.addr(),
+            "--exit-on-complete",
+        ],
+    );
+    let total = 96;
+    assert!(wait_until(LONG, || leecher
+        .stat_u64("pieces_have")
+        .unwrap_or(0)
+        >= total / 5));
+    let have_at_kill = leecher.stat_u64("pieces_have").unwrap();
+    assert!(have_at_kill < total, "transfer finished before the kill");
+    a.sigkill();
+    assert_eq!(leecher.wait_exit(LONG), Some(0), "{}", leecher.log());
+    assert_eq!(
+        sha256(&tmp.path().join("leech/file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+}
+
+#[test]
+fn killed_leecher_restarts_without_refetching_verified_pieces() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 6 * 1024 * 1024, Some("65536"));
+    let total = 96u64;
+    let seeder = Node::start(
+        &torrent,
+        &tmp.path().join("seed"),
+        &["--upload-rate-limit", "1500000"],
+    );
+    let leech_dir = tmp.path().join("leech");
+    let mut first = Node::start(&torrent, &leech_dir, &["--peer", &seeder.addr()]);
+    assert!(wait_until(LONG, || first
+        .stat_u64("pieces_have")
+        .unwrap_or(0)
+        >= total / 3));
+    let have_before_kill = first.stat_u64("pieces_have").unwrap();
+    assert!(have_before_kill < total);
+    first.sigkill();
+
+    let mut second = Node::start(
+        &torrent,
+        &leech_dir,
+        &["--peer", &seeder.addr(), "--exit-on-complete"],
+    );
+    assert_eq!(second.wait_exit(LONG), Some(0), "{}", second.log());
+    let st = second.status().unwrap();
+    let resumed = st["pieces_resumed"].as_u64().unwrap();
+    let fetched = st["pieces_downloaded"].as_u64().unwrap();
+    assert!(
+        resumed >= have_before_kill,
+        "resumed {resumed} < {have_before_kill} verified before the kill"
+    );
+    assert_eq!(
+        resumed + fetched,
+        total,
+        "only the missing pieces were fetched"
+    );
+    assert!(st["downloaded"].as_u64().unwrap() <= (total - resumed) * 65536);
+    assert_eq!(
+        sha256(&leech_dir.join("file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+}
+
+#[test]
+fn corrupt_peer_is_dropped_and_the_download_completes() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 2 * 1024 * 1024, Some("32768"));
+    let meta = Metainfo::from_file(&torrent).unwrap();
+    let evil = hostile::CorruptSeeder::start(meta.info_hash, meta.num_pieces());
+    let honest = Node::start(
+        &torrent,
+        &tmp.path().join("seed"),
+        &["--upload-rate-limit", "2000000"],
+    );
+    let mut leecher = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &[
+            "--peer",
+            &evil.addr.to_string(),
+            "--peer",
+            &honest.addr(),
+            "--exit-on-complete",
+        ],
+    );
+    assert_eq!(leecher.wait_exit(LONG), Some(0), "{}", leecher.log());
+    assert_eq!(
+        sha256(&tmp.path().join("leech/file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+    let st = leecher.status().unwrap();
+    assert!(evil.blocks_served.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(st["hash_failures"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        evil.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a peer that sent bad data is not reconnected"
+    );
+}
+
+#[test]
+fn wrong_info_hash_is_dropped_at_the_handshake() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 100_000, None);
+    let meta = Metainfo::from_file(&torrent).unwrap();
+    let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    let addr = seeder.addr();
+    assert!(!hostile::handshake_answered(&addr, InfoHash([0x42; 20])));
+    assert!(hostile::handshake_answered(&addr, meta.info_hash));
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 100_000, None);
+    let mut seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    seeder.wait_port();
+    seeder.sigterm();
+    assert_eq!(
+        seeder.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        seeder.log()
+    );
+    assert_eq!(seeder.status().unwrap()["state"], "stopped");
+}
+
+fn run_btnode(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(bin()).args(args).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[test]
+fn malformed_torrents_fail_clearly_and_write_nothing() {
+    let tmp = tempdir();
+    let traversal = bencode::encode(&Value::dict([(
+        "info",
+        Value::dict([
+            ("name", Value::bytes("innocent")),
+            ("piece length", Value::Int(16384)),
+            ("pieces", Value::Bytes(vec![0; 20])),
+            (
+                "files",
+                Value::List(vec![Value::dict([
+                    ("length", Value::Int(10)),
+                    (
+                        "path",
+                        Value::List(vec![
+                            Value::bytes(".."),
+                            Value::bytes(".."),
+                            Value::bytes("escaped"),
+                        ]),
+                    ),
+                ])]),
+            ),
+        ]),
+    )]));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("traversal", traversal, "unsafe file path"),
+        ("garbage", b"this is not bencode".to_vec(), "bencode"),
+        ("truncated", b"d4:infod4:name".to_vec(), "bencode"),
+        ("no-info", b"d3:fooi1ee".to_vec(), "info"),
+    ];
+    for (name, bytes, expect) in cases {
+        let path = tmp.path().join(format!("{name}.torrent"));
+        std::fs::write(&path, bytes).unwrap();
+        let dir = tmp.path().join(format!("out-{name}"));
+        let (code, err) = run_btnode(&["-t", path.to_str().unwrap(), "-d", dir.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(!dir.exists(), "{name}: nothing is created");
+    }
+    assert!(!tmp.path().join("escaped").exists());
+    assert!(!tmp.path().parent().unwrap().join("escaped").exists());
+}
+
+#[test]
+fn wrong_flags_give_a_clear_error() {
+    let (code, err) = run_btnode(&[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("nothing to do"), "{err}");
+    let (code, err) = run_btnode(&["--port", "notaport", "-t", "x"]);
+    assert_ne!(code, Some(0));
+    assert!(err.to_lowercase().contains("port"), "{err}");
+    let (code, err) = run_btnode(&["-t", "/nonexistent.torrent"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("/nonexistent.torrent"), "{err}");
+    let (code, err) = run_btnode(&["--discovery-mode", "carrier-pigeon", "-t", "x"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("discovery-mode"), "{err}");
+}

@@ -1,0 +1,266 @@
+//! Process harness for integration tests: temp dirs, deterministic files,
+//! real `btnode` processes (killed by PID on drop), status-file polling,
+//! and `wait_until` instead of sleeps.
+
+#![allow(dead_code)]
+
+pub mod hostile;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_btnode")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `len` deterministic pseudo-random bytes derived from `seed`.
+pub fn make_file(path: &Path, len: usize, seed: u64) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).unwrap();
+}
+
+pub fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// sha256 of every file under `root`, keyed by relative path.
+pub fn tree_hashes(root: &Path) -> Vec<(String, String)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+                out.push((rel, sha256(&p)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// `btnode create` → the .torrent path and the info-hash it printed.
+pub fn create_torrent(content: &Path, out: &Path, extra: &[&str]) -> String {
+    let o = Command::new(bin())
+        .arg("create")
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .arg(content)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "create failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// A running btnode process, killed (by its PID) and reaped on drop.
+pub struct Node {
+    pub child: Child,
+    pub status_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Node {
+    /// Starts `btnode -t torrent -d dir --bind 127.0.0.1 --port 0` plus `extra`.
+    pub fn start(torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        let tag = format!("{:x}", rand_u64());
+        let status_path = dir.with_file_name(format!(
+            "{}-{tag}.status.json",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        let log_path = status_path.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(bin())
+            .arg("-t")
+            .arg(torrent)
+            .arg("-d")
+            .arg(dir)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-progress",
+                "--log-level",
+                "debug",
+            ])
+            .arg("--status-file")
+            .arg(&status_path)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Node {
+            child,
+            status_path,
+            log_path,
+        }
+    }
+
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.status_path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn stat_u64(&self, key: &str) -> Option<u64> {
+        self.status()?.get(key)?.as_u64()
+    }
+
+    /// The peerwire port, once the node wrote its first status.
+    pub fn wait_port(&self) -> u16 {
+        assert!(
+            wait_until(Duration::from_secs(30), || self
+                .stat_u64("peer_port")
+                .is_some()),
+            "node never wrote its status; log:\n{}",
+            self.log()
+        );
+        self.stat_u64("peer_port").unwrap() as u16
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.wait_port())
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.status()
+            .and_then(|s| s.get("complete").and_then(|c| c.as_bool()))
+            .unwrap_or(false)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let mut code = None;
+        wait_until(timeout, || match self.child.try_wait() {
+            Ok(Some(s)) => {
+                code = Some(s.code().unwrap_or(-1));
+                true
+            }
+            _ => false,
+        });
+        code
+    }
+
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn sigterm(&mut self) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `btnode tracker` on an ephemeral loopback port.
+pub struct Tracker {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Tracker {
+    pub fn start() -> Tracker {
+        let mut child = Command::new(bin())
+            .args(["tracker", "--listen", "127.0.0.1:0", "--interval", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected tracker banner {line:?}"))
+            .to_string();
+        Tracker { child, url }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("btnode-test")
+        .tempdir()
+        .unwrap()
+}
