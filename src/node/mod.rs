@@ -217,6 +217,9 @@ pub fn run_torrent(
                 }
                 if outcome.completed {
                     complete = true;
+                    if let Some(path) = &config.status_file {
+                        status::write_status(path, &snapshot(&swarm, &candidates, "seeding"));
+                    }
                     storage.flush().map_err(failed("flushing the download"))?;
                     log::info!(
                         "download complete in {:.1} s; seeding",

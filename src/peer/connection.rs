@@ -11,7 +11,7 @@
 //! and the block straight from the map.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -319,8 +319,7 @@ impl Swarm {
         waker: Receiver<()>,
         stop: Receiver<()>,
     ) -> io::Result<()> {
-        let mut w = BufWriter::with_capacity(SOCKET_BUFFER, &stream);
-        let mut scratch = Vec::with_capacity(1024);
+        let mut control = Vec::with_capacity(1024);
         let mut uploaded = 0u64;
         let mut last_sent = Instant::now();
         let result = (|| loop {
@@ -329,34 +328,35 @@ impl Swarm {
             if let Some(reason) = out.close {
                 return Err(drop_err(reason));
             }
-            let sent_any = !out.messages.is_empty() || !out.uploads.is_empty();
-            scratch.clear();
-            for m in &out.messages {
-                m.encode(&mut scratch);
-            }
-            w.write_all(&scratch)?;
-            for r in &out.uploads {
+            if !out.messages.is_empty() || !out.uploads.is_empty() {
+                control.clear();
+                for m in &out.messages {
+                    m.encode(&mut control);
+                }
                 if let Some(l) = &self.limiter {
-                    w.flush()?;
-                    l.acquire(r.length);
+                    l.acquire(out.uploads.iter().map(|r| r.length).sum());
                 }
-                w.write_all(&peer::piece_header(r.index, r.begin, r.length))?;
-                // SAFETY: only verified pieces are served; nothing writes them.
-                unsafe {
-                    self.storage
-                        .with_block(r.index as usize, r.begin, r.length, |s| w.write_all(s))?;
+                let headers: Vec<[u8; peer::PIECE_HEADER_LEN]> = out
+                    .uploads
+                    .iter()
+                    .map(|r| peer::piece_header(r.index, r.begin, r.length))
+                    .collect();
+                // One gathered write: control messages, then each block's
+                // header and its bytes straight from the map (no copy).
+                let mut slices = vec![IoSlice::new(&control)];
+                for (r, h) in out.uploads.iter().zip(&headers) {
+                    slices.push(IoSlice::new(h));
+                    // SAFETY: only verified pieces are served; nothing writes them.
+                    let block = unsafe {
+                        self.storage
+                            .block_slices(r.index as usize, r.begin, r.length)
+                    };
+                    slices.extend(block.into_iter().map(IoSlice::new));
+                    uploaded += r.length as u64;
                 }
-                uploaded += r.length as u64;
-            }
-            if sent_any {
+                write_all_vectored(&stream, &mut slices)?;
                 last_sent = Instant::now();
-                if self.state.lock().has_pending(key) {
-                    continue;
-                }
-            }
-            w.flush()?;
-            if uploaded > 0 {
-                continue; // report the bytes before sleeping
+                continue;
             }
             let idle = KEEPALIVE_INTERVAL.saturating_sub(last_sent.elapsed());
             crossbeam_channel::select! {
@@ -365,13 +365,11 @@ impl Swarm {
                 default(idle) => {
                     let mut ka = Vec::new();
                     Message::KeepAlive.encode(&mut ka);
-                    w.write_all(&ka)?;
+                    (&stream).write_all(&ka)?;
                     last_sent = Instant::now();
                 }
             }
         })();
-        let _ = w.flush();
-        drop(w);
         let _ = stream.shutdown(Shutdown::Both);
         result
     }
@@ -401,6 +399,20 @@ impl Swarm {
             }
         }
     }
+}
+
+/// `write_all` for a gather list (std's is unstable).
+fn write_all_vectored(mut stream: &TcpStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match stream.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn protocol(msg: String) -> io::Error {

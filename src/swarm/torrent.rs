@@ -28,7 +28,7 @@ pub const MAX_QUEUED_UPLOADS: usize = 2048;
 pub const OUR_REQQ: u32 = 2048;
 /// Outstanding requests to a peer whose limit we do not know.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
-pub const MIN_WINDOW: u32 = 32;
+pub const MIN_WINDOW: u32 = 128;
 pub const MAX_WINDOW: u32 = 1024;
 
 /// Sizes of the torrent, enough to validate requests.
@@ -485,7 +485,10 @@ impl TorrentState {
             return;
         }
         let limit = peer.window.min(peer.reqq) as usize;
-        if peer.requested.len() >= limit {
+        // Top up in batches: one wake-up and one write per batch of
+        // requests, not per block.
+        let batch = (limit / 8).clamp(1, 16);
+        if peer.requested.len() + batch > limit {
             return;
         }
         let mut blocks = Vec::new();
