@@ -285,7 +285,11 @@ impl Swarm {
                 let data_len = len - 9;
                 let decision = self.state.lock().begin_block(key, index, begin, data_len);
                 match decision.map_err(drop_err)? {
-                    Some(block) => {
+                    Some((block, first_of_piece)) => {
+                        if first_of_piece {
+                            let piece_len = self.state.lock().layout.piece_len(index as usize);
+                            self.storage.prepare_piece(index as usize, piece_len);
+                        }
                         // SAFETY: begin_block gave this thread the block.
                         let written = unsafe {
                             self.storage

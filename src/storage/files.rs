@@ -190,32 +190,46 @@ impl Storage {
         h.finalize().into()
     }
 
-    /// Drops this process's mapping of a verified piece's pages: the data
-    /// stays in the page cache and on disk, but no longer counts in our
-    /// memory, so memory does not grow with the torrent's size.
-    pub fn release_piece(&self, piece: usize, len: u32) {
+    /// Faults in the pages of a piece, writable, in one call: much cheaper
+    /// than taking a page fault per 4 KiB while blocks are copied in. Only a
+    /// hint; on kernels without MADV_POPULATE_WRITE nothing happens.
+    pub fn prepare_piece(&self, piece: usize, len: u32) {
+        self.advise_piece(piece, len, libc::MADV_POPULATE_WRITE, false);
+    }
+
+    /// Calls madvise on the pages that lie wholly inside the piece (plus the
+    /// partial last page of a file when `include_file_tail`).
+    fn advise_piece(&self, piece: usize, len: u32, advice: libc::c_int, include_file_tail: bool) {
+        let page = self.page_size as u64;
         for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
-            let start = offset.next_multiple_of(self.page_size as u64);
-            let end = (offset + n) / self.page_size as u64 * self.page_size as u64;
-            // The file's last page may be partial; it is released too.
-            let end = if offset + n == self.files[file].length {
-                (offset + n).next_multiple_of(self.page_size as u64)
+            let start = offset.next_multiple_of(page);
+            let end = if include_file_tail && offset + n == self.files[file].length {
+                (offset + n).next_multiple_of(page)
             } else {
-                end
+                (offset + n) / page * page
             };
             if end > start {
                 let map = self.files[file].map.as_ref().expect("mapped");
-                // SAFETY: MADV_DONTNEED on a shared file mapping keeps the
-                // data (dirty pages are written back); it only unmaps them.
+                // SAFETY: the range lies inside the mapping; both advices
+                // used here leave the file's contents unchanged.
                 unsafe {
                     libc::madvise(
                         map.as_mut_ptr().add(start as usize) as *mut libc::c_void,
                         (end - start) as usize,
-                        libc::MADV_DONTNEED,
+                        advice,
                     );
                 }
             }
         }
+    }
+
+    /// Drops this process's mapping of a verified piece's pages: the data
+    /// stays in the page cache and on disk, but no longer counts in our
+    /// memory, so memory does not grow with the torrent's size.
+    pub fn release_piece(&self, piece: usize, len: u32) {
+        // MADV_DONTNEED on a shared file mapping keeps the data (dirty pages
+        // are written back); it only unmaps them from this process.
+        self.advise_piece(piece, len, libc::MADV_DONTNEED, true);
     }
 
     /// Writes every dirty page to disk and waits for it.

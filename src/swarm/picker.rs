@@ -63,7 +63,11 @@ enum PieceState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BlockArrival {
     /// Write it; these other peers were also asked for it (send them cancels).
-    Write { also_requested_from: Vec<PeerKey> },
+    /// `first_of_piece`: no other block of the piece was written yet.
+    Write {
+        also_requested_from: Vec<PeerKey>,
+        first_of_piece: bool,
+    },
     /// Already received, being received, or not wanted: read and drop it.
     Discard,
 }
@@ -256,10 +260,14 @@ impl PiecePicker {
 
     /// A block's data from `peer` is about to be read.
     pub fn begin_block(&mut self, peer: PeerKey, block: Block) -> BlockArrival {
-        let Some(PieceState::Partial { slots, .. }) = self.states.get_mut(block.piece as usize)
+        let Some(PieceState::Partial {
+            slots, received, ..
+        }) = self.states.get_mut(block.piece as usize)
         else {
             return BlockArrival::Discard;
         };
+        let first_of_piece =
+            *received == 0 && !slots.iter().any(|s| matches!(s, Slot::Receiving(_)));
         let Some(slot) = slots.get_mut(block.index as usize) else {
             return BlockArrival::Discard;
         };
@@ -274,6 +282,7 @@ impl PiecePicker {
         *slot = Slot::Receiving(peer);
         BlockArrival::Write {
             also_requested_from: others,
+            first_of_piece,
         }
     }
 
@@ -436,7 +445,8 @@ mod tests {
         assert_eq!(
             p.begin_block(1, blk),
             BlockArrival::Write {
-                also_requested_from: vec![2]
+                also_requested_from: vec![2],
+                first_of_piece: true,
             }
         );
         assert_eq!(p.begin_block(2, blk), BlockArrival::Discard);

@@ -520,15 +520,15 @@ impl TorrentState {
     }
 
     /// A piece message header arrived: may its payload be written?
-    /// `Some(block)` gives the writer exclusive access to that block until
-    /// `finish_block` or `abort_block`.
+    /// `Some((block, first_of_piece))` gives the writer exclusive access to
+    /// that block until `finish_block` or `abort_block`.
     pub fn begin_block(
         &mut self,
         key: PeerKey,
         index: u32,
         begin: u32,
         len: u32,
-    ) -> Result<Option<Block>, DropReason> {
+    ) -> Result<Option<(Block, bool)>, DropReason> {
         let valid = (index as usize) < self.layout.num_pieces
             && begin.is_multiple_of(BLOCK_SIZE)
             && begin < self.layout.piece_len(index as usize);
@@ -547,6 +547,7 @@ impl TorrentState {
         match self.picker.begin_block(key, block) {
             BlockArrival::Write {
                 also_requested_from,
+                first_of_piece,
             } => {
                 for other in also_requested_from {
                     if let Some(o) = self.peers.get_mut(&other) {
@@ -560,7 +561,7 @@ impl TorrentState {
                     }
                     self.picker.release(other, block);
                 }
-                Ok(Some(block))
+                Ok(Some((block, first_of_piece)))
             }
             BlockArrival::Discard => {
                 self.stats.wasted += len as u64;
@@ -824,7 +825,7 @@ mod tests {
         let (b, _wb) = add_peer(&mut s, 2);
         s.on_message(a, Message::Bitfield(vec![0x80])).unwrap();
         s.on_message(a, Message::Unchoke).unwrap();
-        let block = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
+        let (block, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
         s.finish_block(a, block);
         let job = jobs.try_recv().unwrap();
         assert_eq!(job.piece, 0);
@@ -852,7 +853,7 @@ mod tests {
         let (a, _wa) = add_peer(&mut s, 1);
         s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
         s.on_message(a, Message::Unchoke).unwrap();
-        let block = s.begin_block(a, 1, 0, BLOCK_SIZE).unwrap().unwrap();
+        let (block, _) = s.begin_block(a, 1, 0, BLOCK_SIZE).unwrap().unwrap();
         s.finish_block(a, block);
         let outcome = s.on_hash_result(HashResult {
             piece: 1,
