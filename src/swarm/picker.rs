@@ -459,7 +459,8 @@ mod tests {
         assert_eq!(
             p.begin_block(3, blk),
             BlockArrival::Write {
-                also_requested_from: vec![]
+                also_requested_from: vec![],
+                first_of_piece: true,
             }
         );
         assert!(p.finish_block(blk));
