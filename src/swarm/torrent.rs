@@ -101,7 +101,7 @@ pub struct PeerState {
     pub peer_id: PeerId,
     pub client: Option<String>,
     pub bitfield: Bitfield,
-    /// Pieces the peer has that we lack: we are interested iff > 0.
+    /// Pieces the peer has that we have not verified: interested iff > 0.
     wanted_from: usize,
     pub am_choking: bool,
     pub am_interested: bool,
@@ -354,7 +354,7 @@ impl TorrentState {
                 if i >= n {
                     return Err(DropReason::Protocol("have for a piece that does not exist"));
                 }
-                let we_want = self.picker.wants(i);
+                let we_want = !self.have().get(i);
                 let peer = self.peer_mut(key)?;
                 peer.got_bitfield_or_have = true;
                 if peer.bitfield.set(i) {
@@ -370,7 +370,7 @@ impl TorrentState {
             Message::Bitfield(bytes) => {
                 let bf = Bitfield::from_bytes(&bytes, n)
                     .ok_or(DropReason::Protocol("bitfield of the wrong size"))?;
-                let wanted = bf.iter_ones().filter(|&i| self.picker.wants(i)).count();
+                let wanted = bf.iter_ones().filter(|&i| !self.have().get(i)).count();
                 let peer = self.peer_mut(key)?;
                 if peer.got_bitfield_or_have {
                     return Err(DropReason::Protocol("bitfield after other messages"));
@@ -619,7 +619,7 @@ impl TorrentState {
                 let peer = self.peers.get_mut(&k).expect("key from map");
                 peer.send(Message::Have(r.piece as u32));
                 if peer.bitfield.get(r.piece) {
-                    peer.wanted_from -= 1;
+                    peer.wanted_from = peer.wanted_from.saturating_sub(1);
                 }
                 self.update_interest(k);
             }
@@ -845,6 +845,29 @@ mod tests {
         assert_eq!(haves(s.take_outgoing(b, 0, 0)), 0);
         // A duplicate of the verified block is discarded.
         assert_eq!(s.begin_block(a, 0, 0, BLOCK_SIZE), Ok(None));
+    }
+
+    #[test]
+    fn have_for_a_piece_being_hashed_is_counted_once() {
+        let (mut s, _jobs) = state(2, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
+        s.on_message(a, Message::Unchoke).unwrap();
+        let (block, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
+        s.finish_block(a, block); // piece 0 is now being hashed
+        s.on_message(b, Message::Have(0)).unwrap();
+        s.on_hash_result(HashResult {
+            piece: 0,
+            purpose: HashPurpose::Download,
+            ok: true,
+        });
+        let out = s.take_outgoing(b, 0, 0);
+        assert!(out.messages.contains(&Message::Interested));
+        assert!(
+            out.messages.contains(&Message::NotInterested),
+            "nothing left to want from b"
+        );
     }
 
     #[test]
