@@ -30,17 +30,19 @@ echo "== tracker at $url"
 "$bin" create -o "$work/demo.torrent" --tracker "$url" "$work/seed/demo.bin" > /dev/null
 echo "== torrent info-hash $("$bin" create -o /dev/null --tracker "$url" "$work/seed/demo.bin")"
 
+# The seeder uploads at most a quarter of the file per second, so the demo
+# lasts a few seconds and the leechers trade pieces among themselves.
 "$bin" -t "$work/demo.torrent" -d "$work/seed" --bind 127.0.0.1 --port 0 --no-progress \
-  --announce-interval 2 --status-file "$work/seed.json" 2> "$work/seed.log" &
+  --announce-interval 2 --upload-rate-limit $((size_mib * 1048576 / 4)) \
+  --status-file "$work/seed.json" 2> "$work/seed.log" &
 pids+=($!)
 for i in 1 2 3; do
   "$bin" -t "$work/demo.torrent" -d "$work/leech$i" --bind 127.0.0.1 --port 0 --no-progress \
-    --announce-interval 2 --upload-rate-limit $((size_mib * 1048576 / 4)) \
-    --status-file "$work/leech$i.json" 2> "$work/leech$i.log" &
+    --announce-interval 2 --status-file "$work/leech$i.json" 2> "$work/leech$i.log" &
   pids+=($!)
 done
 
-echo "== seeder + 3 leechers running (each leecher uploads at most a quarter of the file per second, so they trade with each other)"
+echo "== seeder + 3 leechers running"
 deadline=$((SECONDS + 300))
 while :; do
   line=""; done_count=0
@@ -65,4 +67,11 @@ for i in 1 2 3; do
   got=$(sha256sum < "$work/leech$i/demo.bin" | cut -d' ' -f1)
   if [ "$got" = "$want" ]; then echo "leecher$i sha256 OK  $got"; else echo "leecher$i sha256 MISMATCH $got"; ok=0; fi
 done
-[ $ok -eq 1 ] && echo "== all copies match the seed ($want)" || exit 1
+[ $ok -eq 1 ] || exit 1
+echo "== all copies match the seed ($want)"
+python3 - "$work" <<'PY'
+import json, sys
+for name in ["seed", "leech1", "leech2", "leech3"]:
+    s = json.load(open(f"{sys.argv[1]}/{name}.json"))
+    print(f"{name:7} uploaded {s['uploaded'] / 1048576:7.1f} MiB  downloaded {s['downloaded'] / 1048576:7.1f} MiB")
+PY

@@ -206,7 +206,7 @@ pub fn parse_query(query: &str) -> Option<Vec<(String, Vec<u8>)>> {
 
 fn compact_peers(bytes: &[u8], v6: bool) -> Result<Vec<PeerEntry>, TrackerWireError> {
     let size = if v6 { 18 } else { 6 };
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(TrackerWireError::Field(if v6 { "peers6" } else { "peers" }));
     }
     Ok(bytes
