@@ -15,7 +15,8 @@ use super::ids::InfoHash;
 /// Largest torrent file we read (a 1 TiB torrent at 256 KiB pieces is 80 MiB
 /// of hashes; anything bigger is refused before it is parsed).
 pub const MAX_TORRENT_FILE: u64 = 100 * 1024 * 1024;
-pub const MAX_PIECE_LENGTH: u64 = 128 * 1024 * 1024;
+/// libtorrent accepts pieces of 512 MiB and more; so do we, up to 1 GiB.
+pub const MAX_PIECE_LENGTH: u64 = 1 << 30;
 pub const MAX_TOTAL_LENGTH: u64 = 1 << 50;
 pub const MAX_FILES: usize = 1_000_000;
 /// Longest file name component most Linux file systems accept.
@@ -94,7 +95,10 @@ impl Metainfo {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
-        let root = bencode::decode(bytes)?;
+        // Trailing bytes after the top-level dictionary are ignored, as
+        // libtorrent and most clients do.
+        let (root, used) = bencode::decode_prefix(bytes)?;
+        let bytes = &bytes[..used];
         if root.as_dict().is_none() {
             return Err(MetainfoError::Invalid(
                 "top level is not a dictionary".into(),
@@ -234,22 +238,34 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
     let mut offset = 0u64;
     let mut seen = std::collections::HashSet::new();
     for entry in list {
-        let length = entry
-            .get("length")
-            .and_then(Value::as_int)
-            .filter(|&l| l >= 0)
-            .ok_or(MetainfoError::Field("files.length"))? as u64;
+        // BEP 47 attributes: `p` pad file, `l` symlink (kept as an empty file).
+        let attr = entry.get("attr").and_then(Value::as_bytes).unwrap_or(b"");
+        let is_pad = attr.contains(&b'p');
+        let is_symlink = attr.contains(&b'l');
+        let length = match entry.get("length") {
+            None if is_symlink => 0,
+            v => v
+                .and_then(Value::as_int)
+                .filter(|&l| l >= 0)
+                .ok_or(MetainfoError::Field("files.length"))? as u64,
+        };
         let path_value = entry
             .get("path.utf-8")
             .or_else(|| entry.get("path"))
-            .and_then(Value::as_list)
-            .ok_or(MetainfoError::Field("files.path"))?;
+            .and_then(Value::as_list);
         let mut path = vec![name.to_string()];
-        for component in path_value {
-            let c = component
-                .as_str()
-                .ok_or(MetainfoError::Field("files.path"))?;
-            path.push(c.to_string());
+        match path_value {
+            Some(components) => {
+                for component in components {
+                    let c = component
+                        .as_str()
+                        .ok_or(MetainfoError::Field("files.path"))?;
+                    path.push(c.to_string());
+                }
+            }
+            // A pad file may omit its path; it is zeros, stored like libtorrent's.
+            None if is_pad => path.extend([".pad".to_string(), length.to_string()]),
+            None => return Err(MetainfoError::Field("files.path")),
         }
         let shown = path.join("/");
         if path.len() < 2 {
@@ -260,6 +276,12 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
         }
         for c in &path {
             check_component(c, &shown)?;
+        }
+        // Pad files often share a name (`.pad/16384`); give each its own
+        // file so no two torrent ranges ever map to the same bytes on disk.
+        if is_pad && seen.contains(&path) {
+            let last = path.last_mut().expect("name plus components");
+            *last = format!("{last}.{}", files.len());
         }
         if !seen.insert(path.clone()) {
             return Err(MetainfoError::UnsafePath {
