@@ -35,7 +35,7 @@ PY
 )
 
 port_seed=$((20000 + RANDOM % 20000))
-"$bin" -t "$torrent" -d "$work/seed" --bind 127.0.0.1 --port "$port_seed" --no-progress \
+"$bin" -t "$torrent" -d "$work/seed" --bind 127.0.0.1 --port "$port_seed" --overlay-port 0 --no-progress \
   --status-file "$work/seed.status" --log-level warn &
 pids+=($!)
 # Wait until the seeder has verified its data and listens.
@@ -46,7 +46,7 @@ done
 
 rm -rf "$work/leech" "$work/leech.status"; mkdir -p "$work/leech"
 start=$(date +%s.%N)
-"$bin" -t "$torrent" -d "$work/leech" --bind 127.0.0.1 --port 0 --no-progress \
+"$bin" -t "$torrent" -d "$work/leech" --bind 127.0.0.1 --port 0 --overlay-port 0 --no-progress \
   --peer "127.0.0.1:$port_seed" --exit-on-complete --log-level warn \
   --status-file "$work/leech.status" &
 leech=$!

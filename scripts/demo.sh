@@ -32,12 +32,12 @@ echo "== torrent info-hash $("$bin" create -o /dev/null --tracker "$url" "$work/
 
 # The seeder uploads at most a quarter of the file per second, so the demo
 # lasts a few seconds and the leechers trade pieces among themselves.
-"$bin" -t "$work/demo.torrent" -d "$work/seed" --bind 127.0.0.1 --port 0 --no-progress \
+"$bin" -t "$work/demo.torrent" -d "$work/seed" --bind 127.0.0.1 --port 0 --overlay-port 0 --no-progress \
   --announce-interval 2 --upload-rate-limit $((size_mib * 1048576 / 4)) \
   --status-file "$work/seed.json" 2> "$work/seed.log" &
 pids+=($!)
 for i in 1 2 3; do
-  "$bin" -t "$work/demo.torrent" -d "$work/leech$i" --bind 127.0.0.1 --port 0 --no-progress \
+  "$bin" -t "$work/demo.torrent" -d "$work/leech$i" --bind 127.0.0.1 --port 0 --overlay-port 0 --no-progress \
     --announce-interval 2 --status-file "$work/leech$i.json" 2> "$work/leech$i.log" &
   pids+=($!)
 done

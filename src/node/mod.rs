@@ -8,6 +8,7 @@
 
 pub mod announcer;
 pub mod candidates;
+pub mod discovery;
 pub mod signals;
 pub mod status;
 
@@ -19,6 +20,7 @@ use crossbeam_channel::Receiver;
 
 use crate::config::{CliError, DiscoveryMode, NodeConfig};
 use crate::core::{Metainfo, PeerId};
+use crate::overlay::{Overlay, OverlayConfig};
 use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
 use crate::peer::Swarm;
@@ -27,10 +29,15 @@ use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
 use crate::swarm::torrent::{Layout, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;
+use discovery::OverlayDiscovery;
 use status::{Progress, Status};
 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+/// Hybrid mode asks the tracker too when, this long after start, the
+/// overlay has found fewer than `HYBRID_MIN_PEERS` providers.
+const HYBRID_GRACE: Duration = Duration::from_secs(5);
+const HYBRID_MIN_PEERS: usize = 3;
 
 pub fn run(config: NodeConfig) -> Result<(), CliError> {
     let shutdown = signals::shutdown_on_signal()
@@ -148,30 +155,62 @@ pub fn run_torrent(
         } else {
             DiscoveryMode::Hybrid
         });
-    let announcer = if mode != DiscoveryMode::Overlay && !meta.trackers.is_empty() {
+    let overlay = if mode != DiscoveryMode::Tracker {
+        let overlay = Overlay::start(OverlayConfig::from_node_config(config))
+            .map_err(|e| CliError::Failed(format!("overlay: {e}")))?;
+        log::info!("overlay listening on {}", overlay.local_addr());
+        Some(Arc::new(overlay))
+    } else {
+        None
+    };
+    let _dns_registration = overlay
+        .as_ref()
+        .and_then(|o| crate::dns::register_self(config, o.local_addr()));
+    let discovery = match &overlay {
+        Some(o) => Some(
+            OverlayDiscovery::start(
+                o.clone(),
+                meta.info_hash,
+                our_id,
+                listen_addr.port(),
+                swarm.clone(),
+                peers_tx.clone(),
+            )
+            .map_err(failed("overlay discovery"))?,
+        ),
+        None => None,
+    };
+    // Hybrid: the tracker joins in when the overlay finds too few peers.
+    let start_announcer = || -> Result<Option<Announcer>, CliError> {
+        if meta.trackers.is_empty() {
+            return Ok(None);
+        }
         let counters_swarm = swarm.clone();
         let counters: announcer::Counters = Arc::new(move || {
             let s = counters_swarm.state.lock();
             (s.stats.uploaded, s.stats.downloaded, s.left())
         });
-        Some(
-            Announcer::start(
-                AnnouncerConfig {
-                    urls: meta.tracker_urls(),
-                    info_hash: meta.info_hash,
-                    peer_id: our_id,
-                    port: listen_addr.port(),
-                    interval: config.announce_interval,
-                },
-                counters,
-                peers_tx.clone(),
-            )
-            .map_err(failed("announcer"))?,
+        let announcer = Announcer::start(
+            AnnouncerConfig {
+                urls: meta.tracker_urls(),
+                info_hash: meta.info_hash,
+                peer_id: our_id,
+                port: listen_addr.port(),
+                interval: config.announce_interval,
+            },
+            counters,
+            peers_tx.clone(),
         )
+        .map_err(failed("announcer"))?;
+        Ok(Some(announcer))
+    };
+    let mut announcer = if mode == DiscoveryMode::Tracker {
+        start_announcer()?
     } else {
         None
     };
 
+    let overlay_port = overlay.as_ref().map(|o| o.local_addr().port());
     let mut progress = Progress::new(config.progress);
     let snapshot = |swarm: &Swarm, candidates: &Candidates, state_name: &'static str| {
         let s = swarm.state.lock();
@@ -181,7 +220,7 @@ pub fn run_torrent(
             name: meta.name.clone(),
             state: state_name,
             peer_port: listen_addr.port(),
-            overlay_port: None,
+            overlay_port,
             pieces_total: meta.num_pieces(),
             pieces_have: s.have().count(),
             complete: s.is_complete(),
@@ -228,6 +267,9 @@ pub fn run_torrent(
                     if let Some(a) = &announcer {
                         a.send(AnnounceCommand::Completed);
                     }
+                    if let Some(d) = &discovery {
+                        d.completed();
+                    }
                     exit_now = config.exit_on_complete;
                 }
             },
@@ -244,6 +286,14 @@ pub fn run_torrent(
                 }
                 swarm.state.lock().tick(now);
                 dial_due(&swarm, &mut candidates, config.max_peers);
+                if mode == DiscoveryMode::Hybrid
+                    && announcer.is_none()
+                    && started.elapsed() >= HYBRID_GRACE
+                    && discovery.as_ref().is_none_or(|d| d.found() < HYBRID_MIN_PEERS)
+                {
+                    log::info!("overlay found too few peers: asking the tracker too");
+                    announcer = start_announcer()?;
+                }
                 let st = snapshot(&swarm, &candidates, if complete { "seeding" } else { "downloading" });
                 progress.show(&st);
                 if let Some(path) = &config.status_file {
@@ -257,10 +307,16 @@ pub fn run_torrent(
     // Shutdown, in dependency order: stop taking work, tell the tracker,
     // close peers, finish hashing, flush the maps.
     log::info!("stopping");
+    if let Some(d) = discovery {
+        d.stop();
+    }
     swarm.shutdown(SHUTDOWN_DEADLINE);
     listener.stop();
     if let Some(a) = announcer {
         a.stop();
+    }
+    if let Some(o) = overlay.and_then(|o| Arc::try_unwrap(o).ok()) {
+        o.shutdown();
     }
     let final_status = snapshot(&swarm, &candidates, "stopped");
     drop(swarm);

@@ -130,6 +130,8 @@ impl Node {
                 "127.0.0.1",
                 "--port",
                 "0",
+                "--overlay-port",
+                "0",
                 "--no-progress",
                 "--log-level",
                 "debug",

@@ -1,0 +1,235 @@
+//! Which overlay nodes we know, when we last heard from each, and how far
+//! each has been told our store (for delta gossip). Pure policy: callers
+//! pass `now`; the service wraps it in a mutex.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Most members remembered.
+pub const MAX_MEMBERS: usize = 1000;
+/// Consecutive failed contacts after which a member is declared dead.
+pub const DEAD_AFTER_FAILURES: u32 = 2;
+
+#[derive(Clone, Debug)]
+struct Member {
+    last_heard: Option<Instant>,
+    failures: u32,
+    /// Our store sequence number last sent to this member (0 = nothing).
+    sent_seq: u64,
+    /// Their digest disagreed after the last sync: send everything next.
+    needs_full: bool,
+}
+
+pub struct Members {
+    me: Option<SocketAddr>,
+    map: HashMap<SocketAddr, Member>,
+    /// Members declared dead recently: not re-learned from hearsay.
+    dead: HashMap<SocketAddr, Instant>,
+    quarantine: Duration,
+    rng: u64,
+}
+
+impl Members {
+    pub fn new(quarantine: Duration, seed: u64) -> Members {
+        Members {
+            me: None,
+            map: HashMap::new(),
+            dead: HashMap::new(),
+            quarantine,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn set_me(&mut self, me: SocketAddr) {
+        self.me = Some(me);
+        self.map.remove(&me);
+    }
+
+    pub fn me(&self) -> Option<SocketAddr> {
+        self.me
+    }
+
+    fn acceptable(&self, a: &SocketAddr) -> bool {
+        Some(*a) != self.me && a.port() != 0 && !a.ip().is_unspecified()
+    }
+
+    /// Learned second-hand (gossip, member lists, bootstraps).
+    pub fn add(&mut self, a: SocketAddr, now: Instant) -> bool {
+        if !self.acceptable(&a) || self.map.contains_key(&a) || self.map.len() >= MAX_MEMBERS {
+            return false;
+        }
+        if let Some(t) = self.dead.get(&a) {
+            if now.duration_since(*t) < self.quarantine {
+                return false;
+            }
+            self.dead.remove(&a);
+        }
+        self.map.insert(
+            a,
+            Member {
+                last_heard: None,
+                failures: 0,
+                sent_seq: 0,
+                needs_full: true,
+            },
+        );
+        true
+    }
+
+    /// The member itself talked to us, or answered: it is alive.
+    pub fn heard(&mut self, a: SocketAddr, now: Instant) {
+        if !self.acceptable(&a) {
+            return;
+        }
+        self.dead.remove(&a);
+        if !self.map.contains_key(&a) {
+            if self.map.len() >= MAX_MEMBERS {
+                return;
+            }
+            self.add(a, now);
+        }
+        if let Some(m) = self.map.get_mut(&a) {
+            m.last_heard = Some(now);
+            m.failures = 0;
+        }
+    }
+
+    /// A contact failed; returns true if the member is now declared dead
+    /// (and removed).
+    pub fn failed(&mut self, a: SocketAddr, now: Instant) -> bool {
+        let Some(m) = self.map.get_mut(&a) else {
+            return false;
+        };
+        m.failures += 1;
+        if m.failures >= DEAD_AFTER_FAILURES {
+            self.map.remove(&a);
+            self.dead.insert(a, now);
+            self.dead
+                .retain(|_, t| now.duration_since(*t) < self.quarantine * 2);
+            return true;
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn contains(&self, a: &SocketAddr) -> bool {
+        self.map.contains_key(a)
+    }
+
+    pub fn all(&self) -> Vec<SocketAddr> {
+        self.map.keys().copied().collect()
+    }
+
+    fn next_random(&mut self, n: usize) -> usize {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n as u64) as usize
+    }
+
+    /// Up to `n` distinct members chosen at random.
+    pub fn sample(&mut self, n: usize) -> Vec<SocketAddr> {
+        let mut all = self.all();
+        all.sort();
+        let n = n.min(all.len());
+        for i in 0..n {
+            let j = i + self.next_random(all.len() - i);
+            all.swap(i, j);
+        }
+        all.truncate(n);
+        all
+    }
+
+    /// Members not heard from within `fresh`, least recently heard first.
+    pub fn stale(&self, now: Instant, fresh: Duration, max: usize) -> Vec<SocketAddr> {
+        let mut v: Vec<(Option<Instant>, SocketAddr)> = self
+            .map
+            .iter()
+            .filter(|(_, m)| m.last_heard.is_none_or(|t| now.duration_since(t) >= fresh))
+            .map(|(a, m)| (m.last_heard, *a))
+            .collect();
+        v.sort();
+        v.into_iter().take(max).map(|(_, a)| a).collect()
+    }
+
+    /// (store sequence to send from, whether to ask for everything)
+    pub fn sync_state(&self, a: &SocketAddr) -> (u64, bool) {
+        self.map
+            .get(a)
+            .map(|m| {
+                if m.needs_full {
+                    (0, true)
+                } else {
+                    (m.sent_seq, false)
+                }
+            })
+            .unwrap_or((0, true))
+    }
+
+    pub fn synced(&mut self, a: &SocketAddr, seq: u64, digests_agree: bool) {
+        if let Some(m) = self.map.get_mut(a) {
+            m.sent_seq = seq;
+            m.needs_full = !digests_agree;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn dead_members_are_removed_and_quarantined() {
+        let t = Instant::now();
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        m.set_me(a(1));
+        assert!(!m.add(a(1), t), "never ourselves");
+        assert!(m.add(a(2), t));
+        assert!(!m.failed(a(2), t));
+        assert!(m.failed(a(2), t));
+        assert!(!m.contains(&a(2)));
+        assert!(!m.add(a(2), t + Duration::from_secs(5)), "hearsay ignored");
+        m.heard(a(2), t + Duration::from_secs(6));
+        assert!(m.contains(&a(2)), "direct contact revives it");
+    }
+
+    #[test]
+    fn samples_are_distinct_and_bounded() {
+        let t = Instant::now();
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        for p in 2..20 {
+            m.add(a(p), t);
+        }
+        let s = m.sample(5);
+        assert_eq!(s.len(), 5);
+        let mut d = s.clone();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 5);
+        assert_eq!(m.sample(100).len(), 18);
+    }
+
+    #[test]
+    fn sync_state_tracks_deltas_and_full_resync() {
+        let t = Instant::now();
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        m.add(a(2), t);
+        assert_eq!(m.sync_state(&a(2)), (0, true));
+        m.synced(&a(2), 10, true);
+        assert_eq!(m.sync_state(&a(2)), (10, false));
+        m.synced(&a(2), 12, false);
+        assert_eq!(m.sync_state(&a(2)), (0, true));
+    }
+}

@@ -1,0 +1,664 @@
+//! The running overlay node: a listener with bounded connection threads
+//! (one request and one reply per connection), and three background loops:
+//! gossip (push–pull deltas to a random fanout, at once on news), health
+//! (ping stale members, drop dead ones and withdraw their providers) and
+//! discovery (BFS over member lists while we know few nodes).
+//!
+//! Lock order: `members` before `store` where both are needed; neither is
+//! held across network I/O.
+
+use std::io::{BufReader, BufWriter};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+use super::membership::Members;
+use super::store::{Entry, ProviderMeta, Store};
+use super::wire::{self, FrameError, Message, MAX_ENTRIES, MAX_LIMIT, MAX_MEMBERS, MAX_TTL};
+use super::OverlayConfig;
+use crate::core::{InfoHash, PeerId};
+
+/// Most connection threads serving requests at once; more are refused.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Peers asked in parallel by a lookup.
+pub const LOOKUP_FANOUT: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    cfg: OverlayConfig,
+    port: u16,
+    store: RwLock<Store>,
+    members: Mutex<Members>,
+    counters: Counters,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+    push: Sender<()>,
+}
+
+pub struct Overlay {
+    inner: Arc<Inner>,
+    addr: SocketAddr,
+    stop_tx: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Overlay {
+    pub fn start(cfg: OverlayConfig) -> Result<Overlay, OverlayError> {
+        let bind = SocketAddr::new(cfg.bind, cfg.port);
+        let listener =
+            TcpListener::bind(bind).map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        let (push_tx, push_rx) = crossbeam_channel::bounded(1);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let seed = now_ms() ^ ((addr.port() as u64) << 32);
+        let mut members = Members::new(cfg.health_interval * 3, seed);
+        if !cfg.bind.is_unspecified() {
+            members.set_me(addr);
+        }
+        let inner = Arc::new(Inner {
+            port: addr.port(),
+            store: RwLock::new(Store::new(cfg.provider_ttl.as_millis() as u64)),
+            members: Mutex::new(members),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            push: push_tx,
+            cfg,
+        });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(OverlayError::Thread)
+        };
+        let mut threads = Vec::new();
+        let i = inner.clone();
+        threads.push(spawn(
+            "overlay-listen",
+            Box::new(move || i.accept_loop(listener)),
+        )?);
+        let (i, s) = (inner.clone(), stop_rx.clone());
+        threads.push(spawn(
+            "overlay-gossip",
+            Box::new(move || i.gossip_loop(s, push_rx)),
+        )?);
+        let (i, s) = (inner.clone(), stop_rx);
+        threads.push(spawn("overlay-health", Box::new(move || i.health_loop(s)))?);
+        Ok(Overlay {
+            inner,
+            addr,
+            stop_tx: Some(stop_tx),
+            threads,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Announces our own presence as a provider: straight to a fanout of
+    /// members (each binds it to our source address), then by gossip.
+    pub fn announce(&self, info_hash: InfoHash, peer_id: PeerId, peer_port: u16, left: u64) {
+        let msg = Message::Announce {
+            info_hash: info_hash.to_hex(),
+            peer_id: crate::core::ids::to_hex(&peer_id.0),
+            port: peer_port,
+            left,
+            overlay_port: Some(self.inner.port),
+        };
+        // Our own store too, when we know our address.
+        if let Some(me) = self.inner.members.lock().me() {
+            let meta = ProviderMeta {
+                addr: SocketAddr::new(me.ip(), peer_port),
+                peer_id: crate::core::ids::to_hex(&peer_id.0),
+                left,
+                last_seen: now_ms(),
+                gone: false,
+                overlay: Some(me),
+            };
+            self.inner.store.write().merge(info_hash, meta, now_ms());
+        }
+        self.inner.send_to_fanout(&msg);
+    }
+
+    /// Withdraws our presence (event "stopped").
+    pub fn withdraw(&self, info_hash: InfoHash, peer_port: u16) {
+        if let Some(me) = self.inner.members.lock().me() {
+            let addr = SocketAddr::new(me.ip(), peer_port);
+            self.inner
+                .store
+                .write()
+                .withdraw_where(now_ms(), |h, m| *h == info_hash && m.addr == addr);
+        }
+        let msg = Message::Withdraw {
+            info_hash: info_hash.to_hex(),
+            port: peer_port,
+        };
+        self.inner.send_to_fanout(&msg);
+    }
+
+    /// Providers of `info_hash`: the local store, then up to three members
+    /// in parallel; merged, newest first, at most `limit`.
+    pub fn lookup(&self, info_hash: InfoHash, limit: usize) -> Vec<ProviderMeta> {
+        self.inner.lookup(info_hash, limit)
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.inner.members.lock().len()
+    }
+
+    pub fn shutdown(mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.stop_tx.take();
+        // Wake the blocked accept by connecting to ourselves.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(IpAddr::from([127, 0, 0, 1]));
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One request and its reply over a fresh connection.
+pub fn request(
+    addr: SocketAddr,
+    msg: &Message,
+    timeout: Duration,
+    counters: Option<&Counters>,
+) -> Result<Message, FrameError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    let sent = wire::write_frame(&mut BufWriter::new(&stream), msg)?;
+    let (reply, got) = wire::read_frame(&mut BufReader::new(&stream))?;
+    if let Some(c) = counters {
+        c.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+        c.bytes_in.fetch_add(got as u64, Ordering::Relaxed);
+        c.messages.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(reply)
+}
+
+fn parse_entries(entries: Vec<Entry>) -> Vec<(InfoHash, ProviderMeta)> {
+    entries
+        .into_iter()
+        .filter_map(|e| Some((InfoHash::from_hex(&e.info_hash)?, e.meta)))
+        .collect()
+}
+
+impl Inner {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn signal_push(&self) {
+        if self.cfg.push {
+            let _ = self.push.try_send(());
+        }
+    }
+
+    fn learn_me(&self, observed: SocketAddr) {
+        let mut m = self.members.lock();
+        if m.me().is_none() {
+            m.set_me(SocketAddr::new(observed.ip(), self.port));
+        }
+    }
+
+    fn send_to_fanout(&self, msg: &Message) {
+        let targets = self.members.lock().sample(self.cfg.fanout);
+        for t in targets {
+            match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                Ok(Message::Ok { observed }) => {
+                    self.learn_me(observed);
+                    self.members.lock().heard(t, Instant::now());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::debug!("overlay: {t}: {e}");
+                    self.member_failed(t);
+                }
+            }
+        }
+    }
+
+    fn member_failed(&self, addr: SocketAddr) {
+        if self.members.lock().failed(addr, Instant::now()) {
+            let n = self
+                .store
+                .write()
+                .withdraw_where(now_ms(), |_, m| m.overlay == Some(addr));
+            log::info!("overlay: member {addr} is dead; withdrew {n} of its providers");
+            if n > 0 {
+                self.signal_push();
+            }
+        }
+    }
+
+    fn merge_all(&self, entries: Vec<(InfoHash, ProviderMeta)>) -> bool {
+        let now = now_ms();
+        let mut store = self.store.write();
+        let mut changed = false;
+        for (h, m) in entries {
+            changed |= store.merge(h, m, now);
+        }
+        changed
+    }
+
+    fn add_members(&self, list: &[SocketAddr]) {
+        let now = Instant::now();
+        let mut m = self.members.lock();
+        for a in list.iter().take(MAX_MEMBERS) {
+            m.add(*a, now);
+        }
+    }
+
+    fn lookup(&self, info_hash: InfoHash, limit: usize) -> Vec<ProviderMeta> {
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let local = self.store.read().providers(&info_hash, now_ms(), limit);
+        if local.len() >= limit {
+            return local;
+        }
+        let asked = self.members.lock().sample(LOOKUP_FANOUT);
+        let msg = Message::Lookup {
+            info_hash: info_hash.to_hex(),
+            limit,
+            local_only: true,
+        };
+        let replies: Vec<Vec<ProviderMeta>> = std::thread::scope(|s| {
+            let handles: Vec<_> = asked
+                .iter()
+                .map(|&a| {
+                    let msg = &msg;
+                    s.spawn(move || {
+                        match request(a, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                            Ok(Message::Providers { providers, .. }) => providers,
+                            _ => vec![],
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let found: Vec<(InfoHash, ProviderMeta)> = replies
+            .into_iter()
+            .flatten()
+            .map(|p| (info_hash, p))
+            .collect();
+        if self.merge_all(found) {
+            self.signal_push();
+        }
+        self.store.read().providers(&info_hash, now_ms(), limit)
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        for conn in listener.incoming() {
+            if self.stopped() {
+                break;
+            }
+            let Ok(stream) = conn else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            if self.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                self.connections.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.shutdown(Shutdown::Both);
+                continue;
+            }
+            let me = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("overlay-conn".into())
+                .spawn(move || {
+                    if let Err(e) = me.serve(&stream) {
+                        log::debug!("overlay: request from {:?}: {e}", stream.peer_addr());
+                    }
+                    me.connections.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.connections.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn serve(&self, stream: &TcpStream) -> Result<(), FrameError> {
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let from = stream.peer_addr()?;
+        let (msg, got) = match wire::read_frame(&mut BufReader::new(stream)) {
+            Ok(x) => x,
+            Err(e) => {
+                let reply = Message::Error {
+                    message: e.to_string(),
+                };
+                // Best effort: tell a broken client why, then close.
+                let _ = wire::write_frame(&mut BufWriter::new(stream), &reply);
+                return Err(e);
+            }
+        };
+        self.counters
+            .bytes_in
+            .fetch_add(got as u64, Ordering::Relaxed);
+        self.counters.messages.fetch_add(1, Ordering::Relaxed);
+        let reply = self.handle(msg, from);
+        let sent = wire::write_frame(&mut BufWriter::new(stream), &reply)?;
+        self.counters
+            .bytes_out
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn handle(&self, msg: Message, from: SocketAddr) -> Message {
+        let now = Instant::now();
+        match msg {
+            Message::Announce {
+                info_hash,
+                peer_id,
+                port,
+                left,
+                overlay_port,
+            } => {
+                let Ok(h) = wire::parse_info_hash(&info_hash) else {
+                    return error("bad info_hash");
+                };
+                let overlay = overlay_port.map(|p| SocketAddr::new(from.ip(), p));
+                if let Some(o) = overlay {
+                    self.members.lock().heard(o, now);
+                }
+                let meta = ProviderMeta {
+                    // Bound to the source address: nobody announces others.
+                    addr: SocketAddr::new(from.ip(), port),
+                    peer_id: peer_id.to_ascii_lowercase(),
+                    left,
+                    last_seen: now_ms(),
+                    gone: false,
+                    overlay,
+                };
+                if self.merge_all(vec![(h, meta)]) {
+                    self.signal_push();
+                }
+                Message::Ok { observed: from }
+            }
+            Message::Withdraw { info_hash, port } => {
+                let Ok(h) = wire::parse_info_hash(&info_hash) else {
+                    return error("bad info_hash");
+                };
+                let addr = SocketAddr::new(from.ip(), port);
+                let n = self
+                    .store
+                    .write()
+                    .withdraw_where(now_ms(), |ih, m| *ih == h && m.addr == addr);
+                if n > 0 {
+                    self.signal_push();
+                }
+                Message::Ok { observed: from }
+            }
+            Message::Lookup {
+                info_hash,
+                limit,
+                local_only,
+            } => {
+                let Ok(h) = wire::parse_info_hash(&info_hash) else {
+                    return error("bad info_hash");
+                };
+                let limit = limit.clamp(1, MAX_LIMIT);
+                let providers = if local_only {
+                    self.store.read().providers(&h, now_ms(), limit)
+                } else {
+                    self.lookup(h, limit)
+                };
+                Message::Providers {
+                    info_hash,
+                    providers,
+                }
+            }
+            Message::Sync {
+                overlay_port,
+                digest: _,
+                entries,
+                members,
+                full,
+            } => {
+                let peer = SocketAddr::new(from.ip(), overlay_port);
+                self.members.lock().heard(peer, now);
+                self.add_members(&members);
+                let changed = self.merge_all(parse_entries(entries));
+                let (since, _) = self.members.lock().sync_state(&peer);
+                let since = if full { 0 } else { since };
+                let (seq, reply_entries, digest) = {
+                    let store = self.store.read();
+                    (
+                        store.seq(),
+                        store.changed_since(since, MAX_ENTRIES),
+                        store.digest(now_ms()),
+                    )
+                };
+                // The sender merges our reply, so it is now up to `seq`.
+                self.members.lock().synced(&peer, seq, true);
+                if changed {
+                    self.signal_push();
+                }
+                let sample = self.members.lock().sample(16);
+                Message::SyncReply {
+                    digest,
+                    entries: reply_entries,
+                    members: sample,
+                }
+            }
+            Message::Members { ttl } => {
+                let _ = ttl.min(MAX_TTL);
+                Message::MemberList {
+                    members: self.members.lock().sample(MAX_MEMBERS),
+                }
+            }
+            Message::Ping { overlay_port } => {
+                if let Some(p) = overlay_port {
+                    self.members
+                        .lock()
+                        .heard(SocketAddr::new(from.ip(), p), now);
+                }
+                Message::Pong { observed: from }
+            }
+            Message::Stats => Message::StatsReply {
+                members: self.members.lock().len(),
+                providers: self.store.read().len(),
+                bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
+                bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
+                messages: self.counters.messages.load(Ordering::Relaxed),
+            },
+            _ => error("unexpected message type"),
+        }
+    }
+
+    /// One push–pull exchange with `peer`.
+    fn sync_with(&self, peer: SocketAddr) {
+        let (since, full) = self.members.lock().sync_state(&peer);
+        let (seq, entries, digest) = {
+            let store = self.store.read();
+            (
+                store.seq(),
+                store.changed_since(since, MAX_ENTRIES),
+                store.digest(now_ms()),
+            )
+        };
+        let _ = digest;
+        let members = self.members.lock().sample(16);
+        let msg = Message::Sync {
+            overlay_port: self.port,
+            digest,
+            entries,
+            members,
+            full,
+        };
+        match request(peer, &msg, self.cfg.gossip_timeout, Some(&self.counters)) {
+            Ok(Message::SyncReply {
+                digest: theirs,
+                entries,
+                members,
+            }) => {
+                self.members.lock().heard(peer, Instant::now());
+                self.add_members(&members);
+                let changed = self.merge_all(parse_entries(entries));
+                let ours = self.store.read().digest(now_ms());
+                self.members.lock().synced(&peer, seq, ours == theirs);
+                if changed {
+                    self.signal_push();
+                }
+            }
+            Ok(other) => log::debug!("overlay: {peer} answered sync with {other:?}"),
+            Err(e) => {
+                log::debug!("overlay: sync with {peer}: {e}");
+                self.member_failed(peer);
+            }
+        }
+    }
+
+    /// Bootstraps, then BFS over member lists while we know few members.
+    fn discover(&self) {
+        let bootstraps: Vec<SocketAddr> = self
+            .cfg
+            .bootstrap
+            .iter()
+            .flat_map(|b| super::resolve_bootstrap(b, self.cfg.dns))
+            .collect();
+        let now = Instant::now();
+        {
+            let mut m = self.members.lock();
+            for b in &bootstraps {
+                m.add(*b, now);
+            }
+        }
+        let mut frontier = bootstraps;
+        let mut seen: std::collections::HashSet<SocketAddr> = frontier.iter().copied().collect();
+        for depth in 0..MAX_TTL {
+            if frontier.is_empty() || self.stopped() {
+                break;
+            }
+            let mut next = Vec::new();
+            for peer in frontier.iter().take(8) {
+                let ping = Message::Ping {
+                    overlay_port: Some(self.port),
+                };
+                if let Ok(Message::Pong { observed }) =
+                    request(*peer, &ping, self.cfg.rpc_timeout, Some(&self.counters))
+                {
+                    self.learn_me(observed);
+                    self.members.lock().heard(*peer, Instant::now());
+                }
+                let ask = Message::Members {
+                    ttl: MAX_TTL - depth,
+                };
+                if let Ok(Message::MemberList { members }) =
+                    request(*peer, &ask, self.cfg.rpc_timeout, Some(&self.counters))
+                {
+                    self.add_members(&members);
+                    next.extend(members.into_iter().filter(|a| seen.insert(*a)));
+                }
+            }
+            frontier = next;
+        }
+    }
+
+    fn gossip_loop(self: Arc<Self>, stop: Receiver<()>, push: Receiver<()>) {
+        self.discover();
+        let mut next_round = Instant::now() + self.cfg.gossip_interval;
+        loop {
+            let wait = next_round.saturating_duration_since(Instant::now());
+            let pushed = crossbeam_channel::select! {
+                recv(stop) -> _ => return,
+                recv(push) -> _ => true,
+                default(wait) => false,
+            };
+            if self.stopped() {
+                return;
+            }
+            if !pushed {
+                next_round = Instant::now() + self.cfg.gossip_interval;
+                if self.members.lock().len() < self.cfg.fanout * 2 {
+                    self.discover();
+                }
+            }
+            let targets = self.members.lock().sample(self.cfg.fanout);
+            for t in targets {
+                if self.stopped() {
+                    return;
+                }
+                self.sync_with(t);
+            }
+            self.store.write().expire(now_ms());
+        }
+    }
+
+    fn health_loop(self: Arc<Self>, stop: Receiver<()>) {
+        loop {
+            crossbeam_channel::select! {
+                recv(stop) -> _ => return,
+                default(self.cfg.health_interval) => {}
+            }
+            if self.stopped() {
+                return;
+            }
+            let stale = self
+                .members
+                .lock()
+                .stale(Instant::now(), self.cfg.health_interval, 16);
+            let ping = Message::Ping {
+                overlay_port: Some(self.port),
+            };
+            for m in stale {
+                match request(m, &ping, self.cfg.rpc_timeout, Some(&self.counters)) {
+                    Ok(Message::Pong { observed }) => {
+                        self.learn_me(observed);
+                        self.members.lock().heard(m, Instant::now());
+                    }
+                    _ => self.member_failed(m),
+                }
+            }
+        }
+    }
+}
+
+fn error(message: &str) -> Message {
+    Message::Error {
+        message: message.to_string(),
+    }
+}

@@ -1,0 +1,305 @@
+//! The overlay's wire format: JSON messages, each framed by a 4-byte
+//! big-endian length. Pure codec: frames are checked against
+//! [`MAX_FRAME`] before a byte of the body is read, then decoded with serde
+//! and validated field by field. Documented with examples in docs/OVERLAY.md.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Entry, ProviderMeta};
+use crate::core::InfoHash;
+
+/// Largest frame accepted (a gossip delta of a few thousand entries).
+pub const MAX_FRAME: u32 = 1 << 20;
+/// Most entries one gossip message may carry.
+pub const MAX_ENTRIES: usize = 2000;
+/// Most members one message may carry.
+pub const MAX_MEMBERS: usize = 64;
+/// Most providers a lookup returns, whatever it asks for.
+pub const MAX_LIMIT: usize = 200;
+/// Deepest BFS discovery a node will serve.
+pub const MAX_TTL: u8 = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// A node announces itself as a provider of `info_hash`. The receiver
+    /// records the connection's source IP with `port`.
+    Announce {
+        info_hash: String,
+        peer_id: String,
+        port: u16,
+        left: u64,
+        /// The sender's overlay port (so it can be health-checked).
+        #[serde(default)]
+        overlay_port: Option<u16>,
+    },
+    /// The sender stops providing `info_hash` on `port`.
+    Withdraw {
+        info_hash: String,
+        port: u16,
+    },
+    /// Who provides `info_hash`? `local_only` asks for the store only (what
+    /// nodes ask each other); otherwise the receiver also asks peers.
+    Lookup {
+        info_hash: String,
+        limit: usize,
+        #[serde(default)]
+        local_only: bool,
+    },
+    Providers {
+        info_hash: String,
+        providers: Vec<ProviderMeta>,
+    },
+    /// Anti-entropy push–pull: the sender's overlay port, its store digest,
+    /// the entries that changed since it last synced with the receiver, and
+    /// a sample of members. `full` asks the receiver for everything.
+    Sync {
+        overlay_port: u16,
+        digest: u64,
+        entries: Vec<Entry>,
+        members: Vec<SocketAddr>,
+        #[serde(default)]
+        full: bool,
+    },
+    /// The reply to `Sync`: the receiver's digest, and entries the sender
+    /// lacks (all when asked for `full` or when digests still differ).
+    SyncReply {
+        digest: u64,
+        entries: Vec<Entry>,
+        members: Vec<SocketAddr>,
+    },
+    /// BFS discovery: members of the receiver (ttl is advisory and capped).
+    Members {
+        ttl: u8,
+    },
+    MemberList {
+        members: Vec<SocketAddr>,
+    },
+    /// Health check; the reply says the sender's address as seen here.
+    Ping {
+        #[serde(default)]
+        overlay_port: Option<u16>,
+    },
+    Pong {
+        observed: SocketAddr,
+    },
+    Ok {
+        observed: SocketAddr,
+    },
+    /// Counters (for benchmarks and debugging).
+    Stats,
+    StatsReply {
+        members: usize,
+        providers: usize,
+        bytes_in: u64,
+        bytes_out: u64,
+        messages: u64,
+    },
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame of {0} bytes is over the limit")]
+    TooLarge(u32),
+    #[error("not a valid message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid field: {0}")]
+    Invalid(&'static str),
+}
+
+pub fn parse_info_hash(s: &str) -> Result<InfoHash, FrameError> {
+    InfoHash::from_hex(s).ok_or(FrameError::Invalid("info_hash must be 40 hex characters"))
+}
+
+fn check_entries(entries: &[Entry]) -> Result<(), FrameError> {
+    if entries.len() > MAX_ENTRIES {
+        return Err(FrameError::Invalid("too many entries"));
+    }
+    for e in entries {
+        parse_info_hash(&e.info_hash)?;
+        check_provider(&e.meta)?;
+    }
+    Ok(())
+}
+
+fn check_provider(p: &ProviderMeta) -> Result<(), FrameError> {
+    if p.peer_id.len() != 40 || !p.peer_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(FrameError::Invalid("peer_id must be 40 hex characters"));
+    }
+    if p.addr.port() == 0 || p.addr.ip().is_unspecified() {
+        return Err(FrameError::Invalid("provider address"));
+    }
+    Ok(())
+}
+
+impl Message {
+    /// Field checks that serde's types do not express.
+    pub fn validate(&self) -> Result<(), FrameError> {
+        match self {
+            Message::Announce {
+                info_hash,
+                peer_id,
+                port,
+                ..
+            } => {
+                parse_info_hash(info_hash)?;
+                if peer_id.len() != 40 || !peer_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(FrameError::Invalid("peer_id must be 40 hex characters"));
+                }
+                if *port == 0 {
+                    return Err(FrameError::Invalid("port"));
+                }
+            }
+            Message::Withdraw { info_hash, .. } | Message::Lookup { info_hash, .. } => {
+                parse_info_hash(info_hash)?;
+            }
+            Message::Providers {
+                info_hash,
+                providers,
+            } => {
+                parse_info_hash(info_hash)?;
+                if providers.len() > MAX_LIMIT {
+                    return Err(FrameError::Invalid("too many providers"));
+                }
+                providers.iter().try_for_each(check_provider)?;
+            }
+            Message::Sync {
+                entries, members, ..
+            }
+            | Message::SyncReply {
+                entries, members, ..
+            } => {
+                check_entries(entries)?;
+                if members.len() > MAX_MEMBERS {
+                    return Err(FrameError::Invalid("too many members"));
+                }
+            }
+            Message::MemberList { members } if members.len() > MAX_MEMBERS => {
+                return Err(FrameError::Invalid("too many members"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).expect("messages always serialize");
+        let mut out = Vec::with_capacity(4 + body.len());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes one frame body (without its length prefix).
+    pub fn decode_body(body: &[u8]) -> Result<Message, FrameError> {
+        let m: Message = serde_json::from_slice(body)?;
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+/// Reads one frame; refuses an oversized one before reading its body.
+pub fn read_frame(r: &mut impl Read) -> Result<(Message, usize), FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok((Message::decode_body(&body)?, 4 + len as usize))
+}
+
+pub fn write_frame(w: &mut impl Write, m: &Message) -> io::Result<usize> {
+    let bytes = m.encode();
+    w.write_all(&bytes)?;
+    w.flush()?;
+    Ok(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash() -> String {
+        "0123456789abcdef0123456789abcdef01234567".into()
+    }
+
+    #[test]
+    fn messages_round_trip_through_frames() {
+        let msgs = vec![
+            Message::Announce {
+                info_hash: hash(),
+                peer_id: "ab".repeat(20),
+                port: 6881,
+                left: 0,
+                overlay_port: Some(6000),
+            },
+            Message::Lookup {
+                info_hash: hash(),
+                limit: 10,
+                local_only: true,
+            },
+            Message::Sync {
+                overlay_port: 6000,
+                digest: 42,
+                entries: vec![],
+                members: vec!["127.0.0.1:6000".parse().unwrap()],
+                full: false,
+            },
+            Message::Ping { overlay_port: None },
+        ];
+        for m in msgs {
+            let bytes = m.encode();
+            let (back, used) = read_frame(&mut &bytes[..]).unwrap();
+            assert_eq!(back, m);
+            assert_eq!(used, bytes.len());
+        }
+    }
+
+    #[test]
+    fn known_json_shape() {
+        let body = br#"{"type":"lookup","info_hash":"0123456789abcdef0123456789abcdef01234567","limit":5}"#;
+        assert_eq!(
+            Message::decode_body(body).unwrap(),
+            Message::Lookup {
+                info_hash: hash(),
+                limit: 5,
+                local_only: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_frames_are_refused() {
+        // Oversized: refused from the length alone (no body follows).
+        let huge = (MAX_FRAME + 1).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        // Truncated body.
+        let mut t = 100u32.to_be_bytes().to_vec();
+        t.extend_from_slice(b"{\"type\":");
+        assert!(matches!(read_frame(&mut &t[..]), Err(FrameError::Io(_))));
+        for body in [
+            &b"not json"[..],
+            br#"{"type":"lookup","info_hash":"xyz","limit":5}"#,
+            br#"{"type":"announce","info_hash":"0123456789abcdef0123456789abcdef01234567","peer_id":"zz","port":1,"left":0}"#,
+            br#"{"type":"lookup","info_hash":5,"limit":"many"}"#,
+            br#"{"type":"warp_drive"}"#,
+            br#"[]"#,
+        ] {
+            assert!(Message::decode_body(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+}
