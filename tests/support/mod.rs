@@ -139,6 +139,7 @@ impl Node {
             .arg("--status-file")
             .arg(&status_path)
             .args(extra)
+            .envs(FAST_OVERLAY_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -170,6 +171,19 @@ impl Node {
             self.log()
         );
         self.stat_u64("peer_port").unwrap() as u16
+    }
+
+    pub fn overlay_addr(&self) -> std::net::SocketAddr {
+        assert!(
+            wait_until(Duration::from_secs(30), || self
+                .stat_u64("overlay_port")
+                .is_some()),
+            "node has no overlay; log:\n{}",
+            self.log()
+        );
+        format!("127.0.0.1:{}", self.stat_u64("overlay_port").unwrap())
+            .parse()
+            .unwrap()
     }
 
     pub fn addr(&self) -> String {
@@ -265,4 +279,71 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("btnode-test")
         .tempdir()
         .unwrap()
+}
+
+/// Intervals short enough for tests (set on every overlay process).
+pub const FAST_OVERLAY_ENV: [(&str, &str); 3] = [
+    ("BTNODE_GOSSIP_INTERVAL_MS", "500"),
+    ("BTNODE_HEALTH_INTERVAL_MS", "1000"),
+    ("BTNODE_PROVIDER_TTL_MS", "30000"),
+];
+
+/// An overlay-only `btnode` (no torrent), killed and reaped on drop.
+pub struct OverlayNode {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl OverlayNode {
+    pub fn start(bootstrap: &[std::net::SocketAddr], port: u16) -> OverlayNode {
+        let mut cmd = Command::new(bin());
+        cmd.args(["--bind", "127.0.0.1", "--overlay-port", &port.to_string()]);
+        for b in bootstrap {
+            cmd.args(["-b", &b.to_string()]);
+        }
+        cmd.envs(FAST_OVERLAY_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .last()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected overlay banner {line:?}"));
+        OverlayNode { child, addr }
+    }
+
+    pub fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OverlayNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Providers in `at`'s own store (no forwarding), by peerwire address.
+pub fn local_providers(
+    at: std::net::SocketAddr,
+    info_hash: &btnode::core::InfoHash,
+) -> Vec<std::net::SocketAddr> {
+    use btnode::overlay::{service, wire::Message};
+    let msg = Message::Lookup {
+        info_hash: info_hash.to_hex(),
+        limit: 200,
+        local_only: true,
+    };
+    match service::request(at, &msg, Duration::from_secs(2), None) {
+        Ok(Message::Providers { providers, .. }) => providers.into_iter().map(|p| p.addr).collect(),
+        _ => vec![],
+    }
 }
