@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Overlay convergence and cost on this machine, for N = 10, 50, 100
+# overlay-only nodes on loopback (default intervals: gossip 8 s, health 10 s):
+# time from an announce at one node until every node's own store has it
+# (with push, and with push disabled = pure periodic gossip, in rounds),
+# lookup latency p50/p99, steady-state gossip bytes per node per second,
+# and memory per node (RssAnon). Every process it starts is stopped by PID.
+#   scripts/overlay-bench.sh [N ...]   (default 10 50 100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+BIN=$PWD/target/release/btnode python3 - "${@:-10 50 100}" <<'PY'
+import json, os, random, socket, struct, subprocess, sys, time
+
+BIN = os.environ["BIN"]
+GOSSIP_S = 8.0
+sizes = [int(x) for a in sys.argv[1:] for x in a.split()]
+
+def rpc(addr, msg, timeout=2.0):
+    body = json.dumps(msg).encode()
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">I", len(body)) + body)
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk: raise IOError("closed")
+            head += chunk
+        (n,) = struct.unpack(">I", head)
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            if not chunk: raise IOError("closed")
+            data += chunk
+    return json.loads(data)
+
+def start(n, push):
+    env = dict(os.environ)
+    env["BTNODE_OVERLAY_PUSH"] = "1" if push else "0"
+    procs, addrs = [], []
+    def spawn(extra):
+        p = subprocess.Popen([BIN, "--bind", "127.0.0.1", "--overlay-port", "0", *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        line = p.stdout.readline().decode()
+        host, port = line.split()[-1].rsplit(":", 1)
+        procs.append(p); addrs.append((host, int(port)))
+    spawn([])
+    for _ in range(n - 1):
+        spawn(["-b", "%s:%d" % addrs[0]])
+    return procs, addrs
+
+def stop(procs):
+    for p in procs: p.terminate()
+    for p in procs:
+        try: p.wait(timeout=10)
+        except subprocess.TimeoutExpired: p.kill(); p.wait()
+
+def members(addr):
+    try: return rpc(addr, {"type": "stats"})["members"]
+    except Exception: return 0
+
+def has(addr, ih, port):
+    try:
+        r = rpc(addr, {"type": "lookup", "info_hash": ih, "limit": 200, "local_only": True})
+        return any(p["addr"].endswith(":%d" % port) for p in r.get("providers", []))
+    except Exception:
+        return False
+
+def converge(addrs, ih, port, limit_s):
+    t0 = time.time()
+    rpc(addrs[len(addrs) // 2], {"type": "announce", "info_hash": ih, "peer_id": "ab" * 20,
+                                 "port": port, "left": 0})
+    pending = set(range(len(addrs)))
+    while pending and time.time() - t0 < limit_s:
+        pending = {i for i in pending if not has(addrs[i], ih, port)}
+        if pending: time.sleep(0.05)
+    return (time.time() - t0) if not pending else None
+
+def rss_anon_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("RssAnon:"): return int(line.split()[1])
+    except OSError: pass
+    return 0
+
+rows = []
+for n in sizes:
+    row = {"n": n}
+    for push in (True, False):
+        procs, addrs = start(n, push)
+        try:
+            # Let membership settle (every node knows a few others).
+            deadline = time.time() + 60
+            while time.time() < deadline and min(members(a) for a in addrs) < 3:
+                time.sleep(0.5)
+            ih = "%040x" % random.getrandbits(160)
+            t = converge(addrs, ih, 40000 + n, 120)
+            if push:
+                row["push_s"] = t
+                lat = []
+                for _ in range(200):
+                    a = random.choice(addrs); t0 = time.time()
+                    rpc(a, {"type": "lookup", "info_hash": ih, "limit": 50})
+                    lat.append((time.time() - t0) * 1000)
+                lat.sort()
+                row["p50_ms"], row["p99_ms"] = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+                # Steady state: a quiet window with nothing changing.
+                time.sleep(2)
+                before = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
+                window = 3 * GOSSIP_S
+                time.sleep(window)
+                after = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
+                row["bytes_node_s"] = (after - before) / n / window
+                row["rss_kib"] = sum(rss_anon_kib(p.pid) for p in procs) / n
+            else:
+                row["nopush_s"] = t
+        finally:
+            stop(procs)
+    rows.append(row)
+
+fmt = lambda v, f: ("timeout" if v is None else f % v)
+print("%5s %12s %14s %9s %9s %14s %14s" % ("nodes", "push conv s", "no-push rounds", "p50 ms", "p99 ms",
+                                         "gossip B/node/s", "RssAnon/node"))
+for r in rows:
+    rounds = None if r["nopush_s"] is None else r["nopush_s"] / GOSSIP_S
+    print("%5d %12s %14s %9.1f %9.1f %14.0f %11.0f KiB" % (
+        r["n"], fmt(r["push_s"], "%.2f"), fmt(rounds, "%.2f"), r["p50_ms"], r["p99_ms"],
+        r["bytes_node_s"], r["rss_kib"]))
+PY
