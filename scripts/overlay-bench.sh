@@ -104,13 +104,21 @@ for n in sizes:
                     lat.append((time.time() - t0) * 1000)
                 lat.sort()
                 row["p50_ms"], row["p99_ms"] = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-                # Steady state: a quiet window with nothing changing.
-                time.sleep(2)
-                before = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
-                window = 3 * GOSSIP_S
-                time.sleep(window)
-                after = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
-                row["bytes_node_s"] = (after - before) / n / window
+                # Steady state: a quiet window with nothing changing, with
+                # one provider, then again with 200 providers.
+                def steady():
+                    time.sleep(2)
+                    before = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
+                    window = 3 * GOSSIP_S
+                    time.sleep(window)
+                    after = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
+                    return (after - before) / n / window
+                row["bytes_node_s"] = steady()
+                for k in range(199):
+                    rpc(addrs[k % n], {"type": "announce", "info_hash": ih, "peer_id": "cd" * 20,
+                                       "port": 41000 + k, "left": 0})
+                converge(addrs, ih, 41000 + 198, 60)
+                row["bytes_node_s_200"] = steady()
                 row["rss_kib"] = sum(rss_anon_kib(p.pid) for p in procs) / n
             else:
                 row["nopush_s"] = t
@@ -119,11 +127,11 @@ for n in sizes:
     rows.append(row)
 
 fmt = lambda v, f: ("timeout" if v is None else f % v)
-print("%5s %12s %14s %9s %9s %14s %14s" % ("nodes", "push conv s", "no-push rounds", "p50 ms", "p99 ms",
-                                         "gossip B/node/s", "RssAnon/node"))
+print("%5s %12s %14s %9s %9s %16s %16s %14s" % ("nodes", "push conv s", "no-push rounds", "p50 ms",
+      "p99 ms", "B/node/s 1 prov", "B/node/s 200 prov", "RssAnon/node"))
 for r in rows:
     rounds = None if r["nopush_s"] is None else r["nopush_s"] / GOSSIP_S
-    print("%5d %12s %14s %9.1f %9.1f %14.0f %11.0f KiB" % (
+    print("%5d %12s %14s %9.1f %9.1f %16.0f %16.0f %11.0f KiB" % (
         r["n"], fmt(r["push_s"], "%.2f"), fmt(rounds, "%.2f"), r["p50_ms"], r["p99_ms"],
-        r["bytes_node_s"], r["rss_kib"]))
+        r["bytes_node_s"], r["bytes_node_s_200"], r["rss_kib"]))
 PY

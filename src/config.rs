@@ -62,6 +62,9 @@ pub struct Cli {
     /// register this node's overlay address under NAME at the DNS service (env BTNODE_DNS_REGISTER)
     #[argh(option)]
     pub dns_register: Option<String>,
+    /// the DNS service's REST API HOST:PORT for --dns-register (default: the --dns host, port 8080; env BTNODE_DNS_HTTP)
+    #[argh(option)]
+    pub dns_http: Option<String>,
     /// connect to this peer directly (HOST:PORT), repeatable
     #[argh(option)]
     pub peer: Vec<String>,
@@ -148,6 +151,12 @@ pub struct DnsArgs {
     /// another DNS server's HTTP HOST:PORT to gossip records with, repeatable
     #[argh(option)]
     pub peer: Vec<String>,
+    /// milliseconds between gossip rounds with peers (default 2000)
+    #[argh(option, default = "2000")]
+    pub gossip_interval_ms: u64,
+    /// only names under this suffix are answered (NXDOMAIN when unknown); others are REFUSED (default: all names)
+    #[argh(option)]
+    pub zone: Option<String>,
     /// log level (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -204,6 +213,7 @@ pub struct NodeConfig {
     pub discovery_mode: Option<DiscoveryMode>,
     pub dns: Option<String>,
     pub dns_register: Option<String>,
+    pub dns_http: Option<String>,
     pub direct_peers: Vec<String>,
     pub max_peers: usize,
     pub upload_slots: usize,
@@ -312,6 +322,7 @@ impl NodeConfig {
             discovery_mode,
             dns: cli.dns.clone().or_else(|| env(ENV_DNS)),
             dns_register: cli.dns_register.clone().or_else(|| env(ENV_DNS_REGISTER)),
+            dns_http: cli.dns_http.clone().or_else(|| env("BTNODE_DNS_HTTP")),
             direct_peers: cli.peer.clone(),
             max_peers,
             upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),

@@ -617,7 +617,19 @@ impl Inner {
                     self.discover();
                 }
             }
-            let targets = self.members.lock().sample(self.cfg.fanout);
+            // A push goes wider than a periodic round: with fanout F a rumor
+            // that stops where it is already known misses about e^-F of the
+            // nodes, so pushes use F + log2(members) to reach all of them
+            // without waiting for the next round.
+            let targets = {
+                let mut m = self.members.lock();
+                let n = if pushed {
+                    self.cfg.fanout + (usize::BITS - m.len().leading_zeros()) as usize
+                } else {
+                    self.cfg.fanout
+                };
+                m.sample(n)
+            };
             for t in targets {
                 if self.stopped() {
                     return;

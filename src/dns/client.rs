@@ -1,0 +1,251 @@
+//! Talking to the DNS service: resolving names over UDP, registering over
+//! HTTP, the servers' gossip loop, and a node's self-registration.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use simple_dns::rdata::RData;
+use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+
+use super::api::{GossipBody, Shared};
+use crate::config::NodeConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsClientError {
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("server answered {status}: {body}")]
+    Status { status: i32, body: String },
+}
+
+/// A and AAAA records of `name` from the DNS server at `server`.
+pub fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> std::io::Result<Vec<IpAddr>> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let socket = UdpSocket::bind(bind)?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.connect(server)?;
+    let mut out = Vec::new();
+    for (i, qtype) in [TYPE::A, TYPE::AAAA].into_iter().enumerate() {
+        let id = (crate::dns::now_ms() as u16).wrapping_add(i as u16);
+        let mut q = Packet::new_query(id);
+        let qname = Name::new(name).map_err(|e| std::io::Error::other(e.to_string()))?;
+        q.questions.push(Question::new(
+            qname,
+            QTYPE::TYPE(qtype),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+        let bytes = q
+            .build_bytes_vec()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        socket.send(&bytes)?;
+        let mut buf = [0u8; 1500];
+        let n = socket.recv(&mut buf)?;
+        let Ok(reply) = Packet::parse(&buf[..n]) else {
+            continue;
+        };
+        if reply.id() != id {
+            continue;
+        }
+        for a in &reply.answers {
+            match &a.rdata {
+                RData::A(v4) => out.push(IpAddr::from(std::net::Ipv4Addr::from(v4.address))),
+                RData::AAAA(v6) => out.push(IpAddr::from(std::net::Ipv6Addr::from(v6.address))),
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `name:port` → addresses: IP literals pass through; otherwise the DNS
+/// service first (when given), then the system resolver when the service
+/// does not answer or does not know the name.
+pub fn resolve_host_port(
+    spec: &str,
+    dns: Option<SocketAddr>,
+    timeout: Duration,
+) -> Vec<SocketAddr> {
+    if let Ok(a) = spec.parse::<SocketAddr>() {
+        return vec![a];
+    }
+    let Some((host, port)) = spec.rsplit_once(':') else {
+        return vec![];
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return vec![];
+    };
+    if let Some(server) = dns {
+        match resolve(server, host, timeout) {
+            Ok(ips) if !ips.is_empty() => {
+                return ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect()
+            }
+            Ok(_) => log::debug!("dns {server} does not know {host}; using the system resolver"),
+            Err(e) => log::info!("dns {server} did not answer ({e}); using the system resolver"),
+        }
+    }
+    match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            log::warn!("cannot resolve {spec}: {e}");
+            vec![]
+        }
+    }
+}
+
+/// Registers (or refreshes) `name → ip` at the REST API `http` (HOST:PORT).
+pub fn register(
+    http: &str,
+    name: &str,
+    ip: IpAddr,
+    ttl: u32,
+    timeout: Duration,
+) -> Result<(), DnsClientError> {
+    let body = serde_json::json!({ "name": name, "ip": ip.to_string(), "ttl": ttl }).to_string();
+    let resp = minreq::post(format!("http://{http}/records"))
+        .with_header("Content-Type", "application/json")
+        .with_body(body)
+        .with_timeout(timeout.as_secs().max(1))
+        .send()
+        .map_err(|e| DnsClientError::Transport(e.to_string()))?;
+    if !(200..300).contains(&resp.status_code) {
+        return Err(DnsClientError::Status {
+            status: resp.status_code,
+            body: resp.as_str().unwrap_or("").to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn unregister(http: &str, name: &str, ip: IpAddr) {
+    let _ = minreq::delete(format!("http://{http}/records/{name}/{ip}"))
+        .with_timeout(2)
+        .send();
+}
+
+/// Push–pull with every peer each interval, and at once after a change.
+pub fn gossip_loop(
+    peers: &[String],
+    records: &Shared,
+    interval: Duration,
+    push: Receiver<()>,
+    stop: Receiver<()>,
+) {
+    loop {
+        crossbeam_channel::select! {
+            recv(stop) -> _ => return,
+            recv(push) -> _ => {},
+            default(interval) => {},
+        }
+        let now = super::now_ms();
+        records.write().expire(now);
+        let body = serde_json::to_string(&GossipBody {
+            records: records.read().all(),
+        })
+        .expect("serializable");
+        for peer in peers {
+            let resp = minreq::post(format!("http://{peer}/gossip"))
+                .with_header("Content-Type", "application/json")
+                .with_body(body.clone())
+                .with_timeout(2)
+                .send();
+            match resp {
+                Ok(r) if r.status_code == 200 => {
+                    if let Ok(theirs) = serde_json::from_slice::<GossipBody>(r.as_bytes()) {
+                        let now = super::now_ms();
+                        let mut recs = records.write();
+                        for rec in theirs.records.into_iter().take(super::records::MAX_RECORDS) {
+                            recs.merge(rec, now);
+                        }
+                    }
+                }
+                Ok(r) => log::debug!("dns gossip {peer}: HTTP {}", r.status_code),
+                Err(e) => log::debug!("dns gossip {peer}: {e}"),
+            }
+        }
+    }
+}
+
+/// Keeps a node's overlay address registered while alive; removed on drop.
+pub struct Registration {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The IP other hosts reach us on: our bind address, or the local address
+/// a socket connected towards `towards` would use (no packet is sent).
+fn reachable_ip(bind: IpAddr, towards: SocketAddr) -> Option<IpAddr> {
+    if !bind.is_unspecified() {
+        return Some(bind);
+    }
+    let s = UdpSocket::bind(SocketAddr::new(
+        if towards.is_ipv4() {
+            [0, 0, 0, 0].into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        },
+        0,
+    ))
+    .ok()?;
+    s.connect(towards).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+/// `--dns-register NAME`: registers `overlay`'s address under NAME at the
+/// DNS service's REST API (`--dns-http`, or the `--dns` host on port 8080)
+/// with a 30 s TTL, refreshed every 10 s, removed when dropped.
+pub fn register_self(config: &NodeConfig, overlay: SocketAddr) -> Option<Registration> {
+    const TTL: u32 = 30;
+    const REFRESH: Duration = Duration::from_secs(10);
+    let name = config.dns_register.clone()?;
+    let http = config.dns_http.clone().or_else(|| {
+        let host = config.dns.as_deref()?.rsplit_once(':')?.0.to_string();
+        Some(format!("{host}:8080"))
+    });
+    let Some(http) = http else {
+        log::warn!("--dns-register needs --dns or --dns-http");
+        return None;
+    };
+    let towards = http.to_socket_addrs().ok()?.next()?;
+    let ip = reachable_ip(overlay.ip(), towards)?;
+    let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let thread = std::thread::Builder::new()
+        .name("dns-register".into())
+        .spawn(move || {
+            loop {
+                match register(&http, &name, ip, TTL, Duration::from_secs(2)) {
+                    Ok(()) => log::debug!("registered {name} -> {ip} at {http}"),
+                    Err(e) => log::warn!("cannot register {name} at {http}: {e}"),
+                }
+                if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+                    stop_rx.recv_timeout(REFRESH)
+                {
+                    break;
+                }
+            }
+            unregister(&http, &name, ip);
+        })
+        .ok()?;
+    Some(Registration {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
