@@ -1,8 +1,12 @@
 //! Tracker client: announce and scrape over HTTP (minreq, blocking, with a
-//! timeout and a bounded reply size).
+//! timeout and a bounded reply size). Owns the node-facing request and
+//! response types and the mapping from HTTP outcomes to [`TrackerError`];
+//! the bytes themselves are `wire::tracker`'s business.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::core::{InfoHash, PeerId};
@@ -11,7 +15,10 @@ use crate::wire::tracker::{self as codec, AnnounceReply, TrackerWireError};
 pub use crate::wire::tracker::Event;
 
 /// Largest reply read from a tracker.
-const MAX_REPLY: usize = 1 << 20;
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
+/// Shortest interval handed to the caller: a tracker saying `interval 0`
+/// must not make the node announce in a tight loop.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct AnnounceRequest {
@@ -27,34 +34,50 @@ pub struct AnnounceRequest {
 
 #[derive(Clone, Debug)]
 pub struct AnnounceResponse {
+    /// How long to wait before the next regular announce (at least
+    /// [`MIN_INTERVAL`]).
     pub interval: Duration,
     pub min_interval: Option<Duration>,
+    /// IPv4 and IPv6 peers, without duplicates.
     pub peers: Vec<SocketAddr>,
+    /// Seeders, when the tracker says.
     pub complete: Option<u64>,
+    /// Leechers, when the tracker says.
     pub incomplete: Option<u64>,
     pub warning: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScrapeStats {
     pub complete: u64,
     pub incomplete: u64,
     pub downloaded: u64,
 }
 
+/// Why an announce or scrape failed. Every variant means "no peers from this
+/// tracker this time"; they differ in whether retrying can help.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
-    /// The tracker answered with a `failure reason`.
+    /// The tracker answered and refused with a `failure reason` (unknown
+    /// torrent, banned client, full): retrying soon will not help.
     #[error("tracker refused: {0}")]
     Failure(String),
+    /// Not an `http://` URL (`udp://`, `https://`, `wss://`...): skip this
+    /// tracker for good.
     #[error("only http:// trackers are supported, not {0}")]
     UnsupportedScheme(String),
+    /// Scrape asked of a tracker whose URL does not follow the BEP 48
+    /// convention (last path segment starting with `announce`).
     #[error("tracker has no scrape URL (its path does not end in `announce`)")]
     NoScrape,
+    /// An HTTP status other than 200 without a `failure reason` body.
     #[error("HTTP {0}")]
     Status(i32),
+    /// Name resolution, connection, timeout or a broken HTTP exchange:
+    /// worth retrying later.
     #[error("request failed: {0}")]
     Transport(String),
+    /// A 200 reply that is not a valid tracker reply, or too large.
     #[error("bad reply: {0}")]
     BadReply(String),
 }
@@ -68,34 +91,67 @@ impl From<TrackerWireError> for TrackerError {
     }
 }
 
-fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
-    if !url.starts_with("http://") {
-        let scheme = url.split(':').next().unwrap_or(url).to_string();
-        return Err(TrackerError::UnsupportedScheme(scheme));
+/// One random `key` per process (BEP 7): the tracker can tie our announces
+/// together if our address changes, and it reveals nothing else.
+fn process_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut b = [0u8; 4];
+        getrandom::getrandom(&mut b).expect("the OS random source is available");
+        crate::core::ids::to_hex(&b)
+    })
+}
+
+/// minreq takes whole seconds: round up, so a 1.5 s budget is not cut to 1 s.
+fn whole_seconds(timeout: Duration) -> u64 {
+    (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(1)
+}
+
+/// GETs `url`; the body of any status, or why there is none.
+fn get(url: &str, timeout: Duration) -> Result<(i32, Vec<u8>), TrackerError> {
+    let scheme_len = url.find("://").unwrap_or(url.len());
+    if !url[..scheme_len].eq_ignore_ascii_case("http") {
+        return Err(TrackerError::UnsupportedScheme(
+            url[..scheme_len].to_string(),
+        ));
     }
     let resp = minreq::get(url)
-        .with_timeout(timeout.as_secs().max(1))
+        .with_timeout(whole_seconds(timeout))
+        .with_max_redirects(3)
         .with_max_headers_size(16 * 1024)
         .with_max_status_line_length(1024)
         .send_lazy()
         .map_err(|e| TrackerError::Transport(e.to_string()))?;
-    if resp.status_code != 200 {
-        return Err(TrackerError::Status(resp.status_code));
+    let status = resp.status_code;
+    let declared = resp
+        .headers
+        .get("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
+        return Err(TrackerError::BadReply("reply over 1 MiB".into()));
     }
     let mut body = Vec::new();
-    for byte in resp {
-        let (b, _) = byte.map_err(|e| TrackerError::Transport(e.to_string()))?;
-        if body.len() >= MAX_REPLY {
-            return Err(TrackerError::BadReply("reply over 1 MiB".into()));
-        }
-        body.push(b);
+    Read::take(resp, MAX_REPLY_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| TrackerError::Transport(e.to_string()))?;
+    if body.len() > MAX_REPLY_BYTES {
+        return Err(TrackerError::BadReply("reply over 1 MiB".into()));
     }
-    Ok(body)
+    Ok((status, body))
 }
 
-fn join(url: &str, query: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{query}")
+/// Decodes a body with `decode`; a non-200 status still yields the
+/// tracker's `failure reason` when the body carries one (some trackers
+/// refuse with 400), otherwise the status.
+fn interpret<T>(
+    (status, body): (i32, Vec<u8>),
+    decode: impl Fn(&[u8]) -> Result<T, TrackerWireError>,
+) -> Result<T, TrackerError> {
+    match (status, decode(&body)) {
+        (_, Err(TrackerWireError::Failure(reason))) => Err(TrackerError::Failure(reason)),
+        (200, decoded) => decoded.map_err(TrackerError::from),
+        (status, _) => Err(TrackerError::Status(status)),
+    }
 }
 
 pub fn announce(
@@ -114,27 +170,45 @@ pub fn announce(
         numwant: req.numwant,
         compact: true,
         no_peer_id: true,
+        key: Some(process_key().to_string()),
     };
-    let body = get(&join(url, &wire.to_query()), timeout)?;
-    let reply = AnnounceReply::decode(&body)?;
+    let reply = interpret(
+        get(&codec::with_query(url, &wire.to_query()), timeout)?,
+        AnnounceReply::decode,
+    )?;
+    let mut seen = HashSet::new();
+    let peers = reply
+        .peers
+        .into_iter()
+        .map(|p| p.addr)
+        .filter(|a| !a.ip().is_unspecified() && seen.insert(*a))
+        .collect();
     Ok(AnnounceResponse {
-        interval: Duration::from_secs(reply.interval as u64),
-        min_interval: reply.min_interval.map(|s| Duration::from_secs(s as u64)),
-        peers: reply.peers.into_iter().map(|p| p.addr).collect(),
+        interval: Duration::from_secs(reply.interval.into()).max(MIN_INTERVAL),
+        min_interval: reply.min_interval.map(|s| Duration::from_secs(s.into())),
+        peers,
         complete: reply.complete,
         incomplete: reply.incomplete,
         warning: reply.warning,
     })
 }
 
+/// Scrapes `hashes` (every torrent the tracker lists when empty) at the
+/// scrape URL derived from `announce_url`.
 pub fn scrape(
     announce_url: &str,
     hashes: &[InfoHash],
     timeout: Duration,
 ) -> Result<HashMap<InfoHash, ScrapeStats>, TrackerError> {
     let url = codec::scrape_url(announce_url).ok_or(TrackerError::NoScrape)?;
-    let body = get(&join(&url, &codec::scrape_query(hashes)), timeout)?;
-    Ok(codec::decode_scrape(&body)?
+    let files = interpret(
+        get(
+            &codec::with_query(&url, &codec::scrape_query(hashes)),
+            timeout,
+        )?,
+        codec::decode_scrape,
+    )?;
+    Ok(files
         .into_iter()
         .map(|(h, e)| {
             (
@@ -147,4 +221,63 @@ pub fn scrape(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(800)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(5)), 5);
+    }
+
+    #[test]
+    fn status_and_failure_reason_are_told_apart() {
+        let failure = codec::encode_failure("go away");
+        let decode = AnnounceReply::decode;
+        assert!(matches!(
+            interpret((400, failure.clone()), decode),
+            Err(TrackerError::Failure(r)) if r == "go away"
+        ));
+        assert!(matches!(
+            interpret((200, failure), decode),
+            Err(TrackerError::Failure(_))
+        ));
+        assert!(matches!(
+            interpret((502, b"<html>".to_vec()), decode),
+            Err(TrackerError::Status(502))
+        ));
+        assert!(matches!(
+            interpret((200, b"<html>".to_vec()), decode),
+            Err(TrackerError::BadReply(_))
+        ));
+    }
+
+    #[test]
+    fn other_schemes_are_refused_before_any_io() {
+        let req = AnnounceRequest {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            port: 1,
+            uploaded: 0,
+            downloaded: 0,
+            left: 0,
+            event: None,
+            numwant: None,
+        };
+        for url in [
+            "udp://t.example:80/announce",
+            "https://t/announce",
+            "t/announce",
+        ] {
+            assert!(matches!(
+                announce(url, &req, Duration::from_secs(1)),
+                Err(TrackerError::UnsupportedScheme(_))
+            ));
+        }
+    }
 }

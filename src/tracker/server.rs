@@ -1,8 +1,17 @@
-//! A small HTTP tracker on tiny_http with a fixed pool of worker threads:
-//! `/announce` (compact or dictionary replies, `event=stopped` removes at
-//! once, silent peers expire) and `/scrape`. A peer's address is the
-//! request's source IP plus its announced port, so a client cannot announce
-//! someone else. State is bounded: torrents, peers per torrent, reply size.
+//! A small HTTP tracker: `/announce` (compact or dictionary replies,
+//! `event=stopped` removes at once, silent peers expire) and `/scrape`.
+//!
+//! Owns the swarm registry and the HTTP front on tiny_http. A peer's address
+//! is the request's source IP plus its announced port, so a client cannot
+//! list someone else (`ip=` is ignored). State is bounded: torrents, peers
+//! per torrent, peers in all, and reply sizes; empty torrents are forgotten.
+//!
+//! Threads: a fixed pool of workers pulls requests from tiny_http and takes
+//! the one registry lock for each announce or scrape (a periodic sweep of
+//! expired peers runs under it too); no other lock exists, so there is no
+//! lock order to get wrong. (tiny_http's
+//! own accept thread and connection readers are not ours to bound; see
+//! `TrackerServer::start`.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -20,25 +29,48 @@ use crate::wire::tracker::{
     self as codec, AnnounceReply, AnnounceRequest, Event, PeerEntry, ScrapeEntry,
 };
 
-pub const MAX_TORRENTS: usize = 10_000;
-pub const MAX_PEERS_PER_TORRENT: usize = 5_000;
+/// Peers returned when the client does not say `numwant`.
 pub const DEFAULT_NUMWANT: usize = 50;
+/// Most peers returned whatever the client asks.
 pub const MAX_NUMWANT: usize = 200;
-const WORKERS: usize = 4;
+/// Most torrents listed by a scrape without `info_hash`.
+pub const MAX_SCRAPE_ALL: usize = 1000;
 
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Told to clients.
+    /// Told to clients as `interval`.
     pub interval: Duration,
-    /// A peer that has not announced for this long is dropped.
+    /// A peer that has not announced for this long is dropped; an empty
+    /// torrent untouched for this long is forgotten.
     pub peer_timeout: Duration,
+    /// Threads answering requests (fixed for the server's life).
+    pub workers: usize,
+    /// Most torrents tracked; announces for a new one beyond it are refused.
+    pub max_torrents: usize,
+    /// Most peers listed per torrent; a newcomer beyond it still gets peers
+    /// but is not listed (and is told so in `warning message`).
+    pub max_peers_per_torrent: usize,
+    /// Most peers listed over all torrents (memory bound: ~100 bytes each).
+    pub max_peers_total: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions::with_interval(Duration::from_secs(60))
+    }
 }
 
 impl ServerOptions {
+    /// Defaults around `interval`: peers expire after two missed announces
+    /// plus some slack for late ones.
     pub fn with_interval(interval: Duration) -> ServerOptions {
         ServerOptions {
             interval,
             peer_timeout: interval * 2 + Duration::from_secs(10),
+            workers: 4,
+            max_torrents: 10_000,
+            max_peers_per_torrent: 5_000,
+            max_peers_total: 1_000_000,
         }
     }
 }
@@ -47,134 +79,234 @@ struct PeerRecord {
     peer_id: PeerId,
     left: u64,
     last_seen: Instant,
+    /// Already counted in `downloaded`: a repeated `completed` is not.
+    completed: bool,
 }
 
-#[derive(Default)]
 struct Swarm {
     peers: HashMap<SocketAddr, PeerRecord>,
+    /// `completed` events seen (BEP 48's `downloaded`).
     downloaded: u64,
+    last_activity: Instant,
 }
 
-/// The tracker's state, independent of HTTP (unit-testable).
+impl Swarm {
+    /// Drops silent peers; returns how many went.
+    fn expire(&mut self, now: Instant, timeout: Duration) -> usize {
+        let before = self.peers.len();
+        self.peers
+            .retain(|_, p| now.saturating_duration_since(p.last_seen) < timeout);
+        before - self.peers.len()
+    }
+
+    fn stats(&self) -> ScrapeEntry {
+        let complete = self.peers.values().filter(|p| p.left == 0).count() as u64;
+        ScrapeEntry {
+            complete,
+            incomplete: self.peers.len() as u64 - complete,
+            downloaded: self.downloaded,
+        }
+    }
+}
+
+/// The tracker's state, independent of HTTP (unit-testable with any clock).
 pub struct Registry {
     torrents: HashMap<InfoHash, Swarm>,
+    /// Sum of the swarms' peer counts, kept in step with every change.
+    total_peers: usize,
+    last_sweep: Instant,
     opts: ServerOptions,
     rng: u64,
 }
 
 impl Registry {
-    pub fn new(opts: ServerOptions) -> Registry {
+    pub fn new(opts: ServerOptions, now: Instant) -> Registry {
+        let mut seed = [0u8; 8];
+        getrandom::getrandom(&mut seed).expect("the OS random source is available");
         Registry {
             torrents: HashMap::new(),
+            total_peers: 0,
+            last_sweep: now,
             opts,
-            rng: Instant::now().elapsed().as_nanos() as u64 | 0x9E37_79B9,
+            // xorshift must not start at 0.
+            rng: u64::from_le_bytes(seed) | 1,
         }
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Expires peers everywhere and forgets empty torrents that have been
+    /// idle for a peer timeout, at most a few times per timeout: the cost is
+    /// linear in the number of peers.
+    fn sweep(&mut self, now: Instant, force: bool) {
         let timeout = self.opts.peer_timeout;
+        if !force && now.saturating_duration_since(self.last_sweep) < timeout / 4 {
+            return;
+        }
+        self.last_sweep = now;
+        let mut removed = 0;
         self.torrents.retain(|_, s| {
-            s.peers
-                .retain(|_, p| now.duration_since(p.last_seen) < timeout);
-            !s.peers.is_empty() || s.downloaded > 0
+            removed += s.expire(now, timeout);
+            !s.peers.is_empty() || now.saturating_duration_since(s.last_activity) < timeout
         });
+        self.total_peers -= removed;
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
     }
 
     /// Applies an announce from `ip` and builds the reply bytes.
     pub fn announce(&mut self, req: &AnnounceRequest, ip: IpAddr, now: Instant) -> Vec<u8> {
+        self.sweep(now, false);
         let addr = SocketAddr::new(ip, req.port);
-        if !self.torrents.contains_key(&req.info_hash) && self.torrents.len() >= MAX_TORRENTS {
-            self.expire(now);
-            if self.torrents.len() >= MAX_TORRENTS {
-                return codec::encode_failure("tracker is full");
-            }
-        }
         let timeout = self.opts.peer_timeout;
-        let swarm = self.torrents.entry(req.info_hash).or_default();
-        swarm
-            .peers
-            .retain(|_, p| now.duration_since(p.last_seen) < timeout);
-        if req.event == Some(Event::Stopped) {
-            swarm.peers.remove(&addr);
-        } else {
-            if !swarm.peers.contains_key(&addr) && swarm.peers.len() >= MAX_PEERS_PER_TORRENT {
-                return codec::encode_failure("torrent is full");
+        if !self.torrents.contains_key(&req.info_hash) {
+            if req.event == Some(Event::Stopped) {
+                // Nothing to remove, and no reason to start tracking it.
+                return self.reply(req, Vec::new(), ScrapeEntry::default(), None);
             }
-            if req.event == Some(Event::Completed) {
-                swarm.downloaded += 1;
+            if self.torrents.len() >= self.opts.max_torrents {
+                self.sweep(now, true);
+                if self.torrents.len() >= self.opts.max_torrents {
+                    return codec::encode_failure("tracker is full: too many torrents");
+                }
             }
-            swarm.peers.insert(
-                addr,
-                PeerRecord {
-                    peer_id: req.peer_id,
-                    left: req.left,
-                    last_seen: now,
-                },
-            );
         }
-        let want = req
-            .numwant
-            .map(|n| n as usize)
-            .unwrap_or(DEFAULT_NUMWANT)
-            .min(MAX_NUMWANT);
-        let mut others: Vec<PeerEntry> = swarm
-            .peers
-            .iter()
-            .filter(|(a, _)| **a != addr)
-            .map(|(a, p)| PeerEntry {
-                addr: *a,
-                peer_id: Some(p.peer_id),
-            })
-            .collect();
-        // Partial Fisher–Yates: a random `want` of the others.
+        let room_in_tracker = self.total_peers < self.opts.max_peers_total;
+        let swarm = self.torrents.entry(req.info_hash).or_insert(Swarm {
+            peers: HashMap::new(),
+            downloaded: 0,
+            last_activity: now,
+        });
+        swarm.last_activity = now;
+        let mut removed = swarm.expire(now, timeout);
+        let mut added = 0;
+        let mut warning = None;
+        if req.event == Some(Event::Stopped) {
+            removed += usize::from(swarm.peers.remove(&addr).is_some());
+        } else {
+            let completed_now = req.event == Some(Event::Completed);
+            let room_for_newcomer =
+                room_in_tracker && swarm.peers.len() < self.opts.max_peers_per_torrent;
+            match swarm.peers.get_mut(&addr) {
+                Some(p) => {
+                    if completed_now && !p.completed {
+                        swarm.downloaded += 1;
+                    }
+                    p.peer_id = req.peer_id;
+                    p.left = req.left;
+                    p.last_seen = now;
+                    p.completed |= completed_now;
+                }
+                None if room_for_newcomer => {
+                    swarm.downloaded += u64::from(completed_now);
+                    swarm.peers.insert(
+                        addr,
+                        PeerRecord {
+                            peer_id: req.peer_id,
+                            left: req.left,
+                            last_seen: now,
+                            completed: completed_now,
+                        },
+                    );
+                    added = 1;
+                }
+                None => {
+                    swarm.downloaded += u64::from(completed_now);
+                    warning = Some("swarm is full: you get peers but are not listed".into());
+                }
+            }
+        }
+        // A peer that leaves needs no peers.
+        let want = match req.event {
+            Some(Event::Stopped) => 0,
+            _ => req
+                .numwant
+                .map_or(DEFAULT_NUMWANT, |n| n as usize)
+                .min(MAX_NUMWANT),
+        };
+        let mut others: Vec<PeerEntry> = if want == 0 {
+            Vec::new()
+        } else {
+            swarm
+                .peers
+                .iter()
+                .filter(|(a, p)| **a != addr && p.peer_id != req.peer_id)
+                .map(|(a, p)| PeerEntry {
+                    addr: *a,
+                    peer_id: Some(p.peer_id),
+                })
+                .collect()
+        };
+        let stats = swarm.stats();
+        self.total_peers = self.total_peers + added - removed;
+
+        // Partial Fisher–Yates: a random `want` of the others, so every
+        // peer gets a different slice of a large swarm.
         for i in 0..others.len().min(want) {
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let j = i + (self.rng % (others.len() - i) as u64) as usize;
+            let j = i + (self.next_random() % (others.len() - i) as u64) as usize;
             others.swap(i, j);
         }
         others.truncate(want);
-        let complete = swarm.peers.values().filter(|p| p.left == 0).count() as u64;
+        self.reply(req, others, stats, warning)
+    }
+
+    fn reply(
+        &self,
+        req: &AnnounceRequest,
+        peers: Vec<PeerEntry>,
+        stats: ScrapeEntry,
+        warning: Option<String>,
+    ) -> Vec<u8> {
         let reply = AnnounceReply {
-            interval: self.opts.interval.as_secs().max(1) as u32,
+            interval: u32::try_from(self.opts.interval.as_secs().max(1)).unwrap_or(u32::MAX),
             min_interval: None,
-            complete: Some(complete),
-            incomplete: Some(swarm.peers.len() as u64 - complete),
-            warning: None,
-            peers: others,
+            complete: Some(stats.complete),
+            incomplete: Some(stats.incomplete),
+            warning,
+            peers,
         };
         reply.encode(req.compact, req.no_peer_id)
     }
 
-    /// Scrape for `hashes`, or every torrent (bounded) when empty.
+    /// Scrape for `hashes` (unknown ones read as zeros), or up to
+    /// [`MAX_SCRAPE_ALL`] torrents when empty.
     pub fn scrape(&mut self, hashes: &[InfoHash], now: Instant) -> Vec<u8> {
-        self.expire(now);
-        let entry = |s: &Swarm| {
-            let complete = s.peers.values().filter(|p| p.left == 0).count() as u64;
-            ScrapeEntry {
-                complete,
-                incomplete: s.peers.len() as u64 - complete,
-                downloaded: s.downloaded,
-            }
-        };
+        // Forced: counts must not include peers that have already expired.
+        self.sweep(now, true);
         let files: BTreeMap<InfoHash, ScrapeEntry> = if hashes.is_empty() {
             self.torrents
                 .iter()
-                .take(1000)
-                .map(|(h, s)| (*h, entry(s)))
+                .take(MAX_SCRAPE_ALL)
+                .map(|(h, s)| (*h, s.stats()))
                 .collect()
         } else {
             hashes
                 .iter()
-                .take(100)
-                .map(|h| (*h, self.torrents.get(h).map(entry).unwrap_or_default()))
+                .map(|h| {
+                    (
+                        *h,
+                        self.torrents.get(h).map(Swarm::stats).unwrap_or_default(),
+                    )
+                })
                 .collect()
         };
         codec::encode_scrape(&files)
     }
+
+    /// Peers listed over all torrents.
+    pub fn peer_count(&self) -> usize {
+        self.total_peers
+    }
+
+    pub fn torrent_count(&self) -> usize {
+        self.torrents.len()
+    }
 }
 
+/// A running tracker; [`TrackerServer::shutdown`] stops and joins it.
 pub struct TrackerServer {
     addr: SocketAddr,
     server: Arc<tiny_http::Server>,
@@ -183,30 +315,46 @@ pub struct TrackerServer {
 }
 
 impl TrackerServer {
+    /// Binds `addr` (port 0 picks a free port) and starts `opts.workers`
+    /// request threads. tiny_http itself adds an accept thread and a reader
+    /// thread per open connection; those are outside this pool.
     pub fn start(addr: SocketAddr, opts: ServerOptions) -> std::io::Result<TrackerServer> {
+        if opts.workers == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the tracker needs at least one worker",
+            ));
+        }
         let server = Arc::new(tiny_http::Server::http(addr).map_err(std::io::Error::other)?);
         let bound = server
             .server_addr()
             .to_ip()
             .ok_or_else(|| std::io::Error::other("tracker is not on an IP address"))?;
-        let registry = Arc::new(Mutex::new(Registry::new(opts)));
+        let workers_wanted = opts.workers;
+        let registry = Arc::new(Mutex::new(Registry::new(opts, Instant::now())));
         let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..WORKERS)
-            .map(|i| {
-                let (server, registry, stop) = (server.clone(), registry.clone(), stop.clone());
-                std::thread::Builder::new()
-                    .name(format!("tracker-{i}"))
-                    .spawn(move || {
-                        while !stop.load(Ordering::SeqCst) {
-                            match server.recv_timeout(Duration::from_millis(500)) {
-                                Ok(Some(req)) => handle(req, &registry),
-                                Ok(None) => {}
-                                Err(_) => break,
-                            }
-                        }
-                    })
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut workers = Vec::with_capacity(workers_wanted);
+        for i in 0..workers_wanted {
+            let (their_server, their_registry, their_stop) =
+                (server.clone(), registry.clone(), stop.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("tracker-{i}"))
+                .spawn(move || serve(&their_server, &their_registry, &their_stop));
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    // Stop the ones already running before reporting.
+                    TrackerServer {
+                        addr: bound,
+                        server,
+                        stop,
+                        workers,
+                    }
+                    .shutdown();
+                    return Err(e);
+                }
+            }
+        }
         Ok(TrackerServer {
             addr: bound,
             server,
@@ -219,8 +367,12 @@ impl TrackerServer {
         self.addr
     }
 
+    /// Stops taking requests, lets each worker finish the one it holds, and
+    /// joins them; dropping the last handle closes the listening socket.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Each unblock wakes exactly one blocked `recv`, after any requests
+        // already queued.
         for _ in 0..self.workers.len() {
             self.server.unblock();
         }
@@ -230,34 +382,38 @@ impl TrackerServer {
     }
 }
 
+fn serve(server: &tiny_http::Server, registry: &Mutex<Registry>, stop: &AtomicBool) {
+    loop {
+        match server.recv() {
+            Ok(req) => handle(req, registry),
+            Err(_) if stop.load(Ordering::SeqCst) => return,
+            // tiny_http reports a failed accept() this way and then stops
+            // accepting; keep the worker so shutdown stays uniform.
+            Err(e) => log::error!("tracker: {e}"),
+        }
+    }
+}
+
 fn handle(req: tiny_http::Request, registry: &Mutex<Registry>) {
-    let ip = req.remote_addr().map(|a| match a.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    });
+    let ip = req.remote_addr().map(|a| a.ip().to_canonical());
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let now = Instant::now();
+    // Bad requests get HTTP 200 with a `failure reason`, as trackers do, so
+    // that clients show the reason instead of a bare status.
     let (status, body) = match (path, ip) {
         ("/announce", Some(ip)) => match AnnounceRequest::from_query(query) {
             Ok(a) => (200, registry.lock().announce(&a, ip, now)),
             Err(e) => (200, codec::encode_failure(&e.to_string())),
         },
-        ("/scrape", _) => match codec::parse_query(query) {
-            Some(params) => {
-                let hashes: Vec<InfoHash> = params
-                    .iter()
-                    .filter(|(k, _)| k == "info_hash")
-                    .filter_map(|(_, v)| <[u8; 20]>::try_from(v.as_slice()).ok())
-                    .map(InfoHash)
-                    .collect();
-                (200, registry.lock().scrape(&hashes, now))
-            }
-            None => (200, codec::encode_failure("malformed query string")),
+        ("/scrape", _) => match codec::parse_scrape_query(query) {
+            Ok(hashes) => (200, registry.lock().scrape(&hashes, now)),
+            Err(e) => (200, codec::encode_failure(&e.to_string())),
         },
+        ("/announce", None) => (
+            200,
+            codec::encode_failure("cannot tell your address: announce over TCP/IP"),
+        ),
         _ => (
             404,
             codec::encode_failure("not found: use /announce or /scrape"),
@@ -268,21 +424,33 @@ fn handle(req: tiny_http::Request, registry: &Mutex<Registry>) {
     let resp = tiny_http::Response::from_data(body)
         .with_status_code(status)
         .with_header(header);
+    // The client may have gone; nothing to do about it.
     let _ = req.respond(resp);
 }
 
-/// `btnode tracker`: serve until SIGINT/SIGTERM.
+/// `btnode tracker`: print where it listens, serve until SIGINT/SIGTERM.
 pub fn run(args: &TrackerArgs) -> std::io::Result<()> {
-    let opts = ServerOptions::with_interval(Duration::from_secs(args.interval.max(1)));
+    if args.interval == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--interval must be at least 1 second",
+        ));
+    }
+    // Before binding, so a signal during start-up is not lost.
+    let signals = crate::node::signals::shutdown_on_signal()?;
+    let opts = ServerOptions::with_interval(Duration::from_secs(args.interval));
     let server = TrackerServer::start(args.listen, opts)?;
+    // An unspecified bind address is not something a client can dial;
+    // print loopback so the URL works as printed on this machine.
     let shown = match server.local_addr() {
         a if a.ip().is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), a.port()),
         a => a,
     };
-    let mut out = std::io::stdout();
+    let mut out = std::io::stdout().lock();
     writeln!(out, "tracker listening on http://{shown}/announce")?;
     out.flush()?;
-    let signals = crate::node::signals::shutdown_on_signal()?;
+    drop(out);
+    log::info!("tracker on {}", server.local_addr());
     let _ = signals.recv();
     server.shutdown();
     Ok(())
@@ -292,10 +460,19 @@ pub fn run(args: &TrackerArgs) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    /// A peer id unique to each port.
+    fn id(port: u16) -> PeerId {
+        let mut id = [b'-'; 20];
+        id[..2].copy_from_slice(&port.to_be_bytes());
+        PeerId(id)
+    }
+
     fn req(port: u16, left: u64, event: Option<Event>) -> AnnounceRequest {
         AnnounceRequest {
             info_hash: InfoHash([1; 20]),
-            peer_id: PeerId([port as u8; 20]),
+            peer_id: id(port),
             port,
             uploaded: 0,
             downloaded: 0,
@@ -304,56 +481,167 @@ mod tests {
             numwant: None,
             compact: true,
             no_peer_id: false,
+            key: None,
         }
     }
 
+    fn decode(bytes: &[u8]) -> AnnounceReply {
+        AnnounceReply::decode(bytes).unwrap()
+    }
+
     fn peers(bytes: &[u8]) -> Vec<SocketAddr> {
-        AnnounceReply::decode(bytes)
-            .unwrap()
-            .peers
-            .into_iter()
-            .map(|p| p.addr)
-            .collect()
+        decode(bytes).peers.into_iter().map(|p| p.addr).collect()
+    }
+
+    fn opts() -> ServerOptions {
+        ServerOptions::with_interval(Duration::from_secs(60))
     }
 
     #[test]
     fn peers_see_each_other_not_themselves_and_stopped_removes() {
-        let mut r = Registry::new(ServerOptions::with_interval(Duration::from_secs(60)));
-        let ip: IpAddr = [127, 0, 0, 1].into();
         let t = Instant::now();
-        assert!(peers(&r.announce(&req(1000, 5, Some(Event::Started)), ip, t)).is_empty());
+        let mut r = Registry::new(opts(), t);
+        assert!(peers(&r.announce(&req(1000, 5, Some(Event::Started)), LOCAL, t)).is_empty());
         assert_eq!(
-            peers(&r.announce(&req(2000, 0, None), ip, t)),
-            vec![SocketAddr::new(ip, 1000)]
+            peers(&r.announce(&req(2000, 0, None), LOCAL, t)),
+            vec![SocketAddr::new(LOCAL, 1000)]
         );
-        r.announce(&req(1000, 0, Some(Event::Stopped)), ip, t);
-        assert!(peers(&r.announce(&req(2000, 0, None), ip, t)).is_empty());
+        assert_eq!(
+            peers(&r.announce(&req(1000, 5, None), LOCAL, t)),
+            vec![SocketAddr::new(LOCAL, 2000)]
+        );
+        let stopped = decode(&r.announce(&req(1000, 0, Some(Event::Stopped)), LOCAL, t));
+        assert!(stopped.peers.is_empty());
+        assert_eq!(r.peer_count(), 1);
+        assert!(peers(&r.announce(&req(2000, 0, None), LOCAL, t)).is_empty());
+        // A stop for a torrent nobody announced creates nothing.
+        let mut other = req(3000, 0, Some(Event::Stopped));
+        other.info_hash = InfoHash([2; 20]);
+        r.announce(&other, LOCAL, t);
+        assert_eq!(r.torrent_count(), 1);
     }
 
     #[test]
-    fn silent_peers_expire() {
-        let mut r = Registry::new(ServerOptions {
-            interval: Duration::from_secs(1),
-            peer_timeout: Duration::from_secs(5),
-        });
-        let ip: IpAddr = [127, 0, 0, 1].into();
+    fn the_same_peer_id_on_another_port_is_not_returned() {
         let t = Instant::now();
-        r.announce(&req(1000, 5, None), ip, t);
-        assert_eq!(peers(&r.announce(&req(2000, 5, None), ip, t)).len(), 1);
+        let mut r = Registry::new(opts(), t);
+        r.announce(&req(1000, 5, None), LOCAL, t);
+        let mut again = req(1001, 5, None);
+        again.peer_id = id(1000);
+        assert!(peers(&r.announce(&again, LOCAL, t)).is_empty());
+    }
+
+    #[test]
+    fn silent_peers_expire_and_empty_torrents_are_forgotten() {
+        let t = Instant::now();
+        let mut r = Registry::new(
+            ServerOptions {
+                peer_timeout: Duration::from_secs(5),
+                ..opts()
+            },
+            t,
+        );
+        r.announce(&req(1000, 5, None), LOCAL, t);
+        assert_eq!(peers(&r.announce(&req(2000, 5, None), LOCAL, t)).len(), 1);
         let later = t + Duration::from_secs(6);
-        r.announce(&req(2000, 5, None), ip, later - Duration::from_secs(1));
-        assert!(peers(&r.announce(&req(2000, 5, None), ip, later)).is_empty());
+        r.announce(&req(2000, 5, None), LOCAL, later - Duration::from_secs(1));
+        assert!(peers(&r.announce(&req(2000, 5, None), LOCAL, later)).is_empty());
+        assert_eq!(r.peer_count(), 1);
+
+        let much_later = later + Duration::from_secs(11);
+        let mut elsewhere = req(3000, 5, None);
+        elsewhere.info_hash = InfoHash([2; 20]);
+        r.announce(&elsewhere, LOCAL, much_later);
+        assert_eq!((r.torrent_count(), r.peer_count()), (1, 1));
     }
 
     #[test]
-    fn scrape_counts_completed_events() {
-        let mut r = Registry::new(ServerOptions::with_interval(Duration::from_secs(60)));
-        let ip: IpAddr = [127, 0, 0, 1].into();
+    fn numwant_is_honoured_and_capped() {
         let t = Instant::now();
-        r.announce(&req(1000, 0, Some(Event::Completed)), ip, t);
-        r.announce(&req(2000, 9, None), ip, t);
-        let s = codec::decode_scrape(&r.scrape(&[InfoHash([1; 20])], t)).unwrap();
+        let mut r = Registry::new(opts(), t);
+        for port in 1..=300 {
+            r.announce(&req(port, 1, None), LOCAL, t);
+        }
+        let mut asker = req(5000, 1, None);
+        assert_eq!(peers(&r.announce(&asker, LOCAL, t)).len(), DEFAULT_NUMWANT);
+        asker.numwant = Some(7);
+        assert_eq!(peers(&r.announce(&asker, LOCAL, t)).len(), 7);
+        asker.numwant = Some(0);
+        assert!(peers(&r.announce(&asker, LOCAL, t)).is_empty());
+        asker.numwant = Some(u32::MAX);
+        let got = peers(&r.announce(&asker, LOCAL, t));
+        assert_eq!(got.len(), MAX_NUMWANT);
+        assert!(!got.contains(&SocketAddr::new(LOCAL, 5000)));
+    }
+
+    #[test]
+    fn caps_bound_torrents_and_peers() {
+        let t = Instant::now();
+        let mut r = Registry::new(
+            ServerOptions {
+                max_torrents: 2,
+                max_peers_per_torrent: 3,
+                max_peers_total: 4,
+                ..opts()
+            },
+            t,
+        );
+        for port in 1..=5 {
+            r.announce(&req(port, 1, None), LOCAL, t);
+        }
+        assert_eq!(r.peer_count(), 3);
+        let full = decode(&r.announce(&req(9, 1, None), LOCAL, t));
+        assert_eq!(
+            full.peers.len(),
+            3,
+            "a peer beyond the cap still gets peers"
+        );
+        assert!(full.warning.is_some());
+
+        let mut second = req(1, 1, None);
+        second.info_hash = InfoHash([2; 20]);
+        r.announce(&second, LOCAL, t);
+        second.port = 2;
+        r.announce(&second, LOCAL, t);
+        assert_eq!(r.peer_count(), 4, "the total cap holds across torrents");
+
+        let mut third = req(1, 1, None);
+        third.info_hash = InfoHash([3; 20]);
+        assert_eq!(
+            AnnounceReply::decode(&r.announce(&third, LOCAL, t)),
+            Err(codec::TrackerWireError::Failure(
+                "tracker is full: too many torrents".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn scrape_counts_completed_events_once_per_peer() {
+        let t = Instant::now();
+        let mut r = Registry::new(opts(), t);
+        r.announce(&req(1000, 0, Some(Event::Completed)), LOCAL, t);
+        r.announce(&req(1000, 0, Some(Event::Completed)), LOCAL, t);
+        r.announce(&req(2000, 9, None), LOCAL, t);
+        let unknown = InfoHash([7; 20]);
+        let s = codec::decode_scrape(&r.scrape(&[InfoHash([1; 20]), unknown], t)).unwrap();
         let e = s[&InfoHash([1; 20])];
         assert_eq!((e.complete, e.incomplete, e.downloaded), (1, 1, 1));
+        assert_eq!(s[&unknown], ScrapeEntry::default());
+        let all = codec::decode_scrape(&r.scrape(&[], t)).unwrap();
+        assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn dictionary_replies_carry_peer_ids_unless_asked_not_to() {
+        let t = Instant::now();
+        let mut r = Registry::new(opts(), t);
+        r.announce(&req(1000, 1, None), LOCAL, t);
+        let mut asker = req(2000, 1, None);
+        asker.compact = false;
+        let with_ids = decode(&r.announce(&asker, LOCAL, t));
+        assert_eq!(with_ids.peers[0].peer_id, Some(id(1000)));
+        asker.no_peer_id = true;
+        let without = decode(&r.announce(&asker, LOCAL, t));
+        assert_eq!(without.peers[0].peer_id, None);
     }
 }
