@@ -116,7 +116,6 @@ pub struct PeerState {
     pub down: Rate,
     pub up: Rate,
     close: Option<DropReason>,
-    got_bitfield_or_have: bool,
 }
 
 impl PeerState {
@@ -284,7 +283,6 @@ impl TorrentState {
             down: Rate::default(),
             up: Rate::default(),
             close: None,
-            got_bitfield_or_have: false,
         };
         if extensions {
             let hs = ExtendedHandshake {
@@ -356,7 +354,6 @@ impl TorrentState {
                 }
                 let we_want = !self.have().get(i);
                 let peer = self.peer_mut(key)?;
-                peer.got_bitfield_or_have = true;
                 if peer.bitfield.set(i) {
                     if we_want {
                         peer.wanted_from += 1;
@@ -370,16 +367,24 @@ impl TorrentState {
             Message::Bitfield(bytes) => {
                 let bf = Bitfield::from_bytes(&bytes, n)
                     .ok_or(DropReason::Protocol("bitfield of the wrong size"))?;
-                let wanted = bf.iter_ones().filter(|&i| !self.have().get(i)).count();
+                // BEP 3 puts the bitfield first, but real clients (aria2)
+                // send it after HAVEs or the extension handshake: merge it.
                 let peer = self.peer_mut(key)?;
-                if peer.got_bitfield_or_have {
-                    return Err(DropReason::Protocol("bitfield after other messages"));
+                let mut merged = bf;
+                for i in peer.bitfield.iter_ones() {
+                    merged.set(i);
                 }
-                peer.got_bitfield_or_have = true;
+                let old = std::mem::replace(&mut peer.bitfield, merged.clone());
+                let wanted = merged
+                    .iter_ones()
+                    .filter(|&i| !self.picker.have().get(i))
+                    .count();
+                let peer = self.peer_mut(key)?;
                 peer.wanted_from = wanted;
-                peer.bitfield = bf.clone();
-                self.picker.add_availability(&bf);
+                self.picker.remove_availability(&old);
+                self.picker.add_availability(&merged);
                 self.update_interest(key);
+                self.fill(key);
                 self.check_both_seeds(key)?;
             }
             Message::Request(r) => {
