@@ -17,8 +17,7 @@ struct Member {
     failures: u32,
     /// Our store sequence number last sent to this member (0 = nothing).
     sent_seq: u64,
-    /// Their digest disagreed after the last sync: send everything next.
-    needs_full: bool,
+    mode: SyncMode,
 }
 
 pub struct Members {
@@ -71,7 +70,10 @@ impl Members {
                 last_heard: None,
                 failures: 0,
                 sent_seq: 0,
-                needs_full: true,
+                // Digest first: in a converged overlay a new contact
+                // already holds everything, and a mismatch escalates to a
+                // delta since 0 (everything) on the next exchange.
+                mode: SyncMode::InSync,
             },
         );
         true
@@ -160,26 +162,63 @@ impl Members {
         v.into_iter().take(max).map(|(_, a)| a).collect()
     }
 
-    /// (store sequence to send from, whether to ask for everything)
-    pub fn sync_state(&self, a: &SocketAddr) -> (u64, bool) {
-        self.map
-            .get(a)
-            .map(|m| {
-                if m.needs_full {
-                    (0, true)
-                } else {
-                    (m.sent_seq, false)
-                }
-            })
-            .unwrap_or((0, true))
-    }
-
-    pub fn synced(&mut self, a: &SocketAddr, seq: u64, digests_agree: bool) {
-        if let Some(m) = self.map.get_mut(a) {
-            m.sent_seq = seq;
-            m.needs_full = !digests_agree;
+    /// What to send this member in the next sync.
+    pub fn sync_plan(&self, a: &SocketAddr) -> SyncPlan {
+        match self.map.get(a) {
+            None => SyncPlan::Full,
+            Some(m) => match m.mode {
+                SyncMode::InSync => SyncPlan::DigestOnly,
+                SyncMode::Delta => SyncPlan::Since(m.sent_seq),
+                SyncMode::Full => SyncPlan::Full,
+            },
         }
     }
+
+    /// The store sequence up to which this member has our entries.
+    pub fn sent_seq(&self, a: &SocketAddr) -> u64 {
+        self.map.get(a).map(|m| m.sent_seq).unwrap_or(0)
+    }
+
+    /// After an exchange: `agree` when both digests matched (the member
+    /// holds exactly our store at `seq`); otherwise escalate what the next
+    /// sync sends (digest → delta → everything).
+    pub fn synced(&mut self, a: &SocketAddr, seq: u64, agree: bool, sent_entries: bool) {
+        if let Some(m) = self.map.get_mut(a) {
+            if agree {
+                m.mode = SyncMode::InSync;
+                m.sent_seq = seq;
+            } else {
+                if sent_entries {
+                    m.sent_seq = seq;
+                }
+                m.mode = match m.mode {
+                    SyncMode::InSync => SyncMode::Delta,
+                    // A delta did not reconcile us: the member lost state.
+                    SyncMode::Delta if sent_entries => SyncMode::Full,
+                    SyncMode::Delta => SyncMode::Delta,
+                    SyncMode::Full => SyncMode::Delta,
+                };
+            }
+        }
+    }
+}
+
+/// How far a member is believed to be behind our store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SyncMode {
+    /// Digests matched last time: send only the digest.
+    InSync,
+    /// Send what changed since `sent_seq`.
+    Delta,
+    /// Send everything.
+    Full,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPlan {
+    DigestOnly,
+    Since(u64),
+    Full,
 }
 
 #[cfg(test)]
@@ -222,14 +261,20 @@ mod tests {
     }
 
     #[test]
-    fn sync_state_tracks_deltas_and_full_resync() {
+    fn sync_plan_escalates_from_digest_to_delta_to_everything() {
         let t = Instant::now();
         let mut m = Members::new(Duration::from_secs(30), 7);
         m.add(a(2), t);
-        assert_eq!(m.sync_state(&a(2)), (0, true));
-        m.synced(&a(2), 10, true);
-        assert_eq!(m.sync_state(&a(2)), (10, false));
-        m.synced(&a(2), 12, false);
-        assert_eq!(m.sync_state(&a(2)), (0, true));
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::DigestOnly, "digest first");
+        m.synced(&a(2), 3, false, false);
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::Since(0), "then everything");
+        m.synced(&a(2), 10, true, true);
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::DigestOnly);
+        m.synced(&a(2), 12, false, false);
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::Since(10), "digests differed");
+        m.synced(&a(2), 14, false, true);
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::Full, "a delta did not help");
+        m.synced(&a(2), 15, true, true);
+        assert_eq!(m.sync_plan(&a(2)), SyncPlan::DigestOnly);
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use super::membership::Members;
+use super::membership::{Members, SyncPlan};
 use super::store::{Entry, ProviderMeta, Store};
 use super::wire::{self, FrameError, Message, MAX_ENTRIES, MAX_LIMIT, MAX_MEMBERS, MAX_TTL};
 use super::OverlayConfig;
@@ -453,7 +453,7 @@ impl Inner {
             }
             Message::Sync {
                 overlay_port,
-                digest: _,
+                digest: theirs,
                 entries,
                 members,
                 full,
@@ -462,18 +462,26 @@ impl Inner {
                 self.members.lock().heard(peer, now);
                 self.add_members(&members);
                 let changed = self.merge_all(parse_entries(entries));
-                let (since, _) = self.members.lock().sync_state(&peer);
-                let since = if full { 0 } else { since };
-                let (seq, reply_entries, digest) = {
+                let (seq, digest) = {
                     let store = self.store.read();
-                    (
-                        store.seq(),
-                        store.changed_since(since, MAX_ENTRIES),
-                        store.digest(now_ms()),
-                    )
+                    (store.seq(), store.digest(now_ms()))
                 };
-                // The sender merges our reply, so it is now up to `seq`.
-                self.members.lock().synced(&peer, seq, true);
+                // Equal digests: the sender already holds all we hold, so
+                // the reply carries nothing; steady state stays this small.
+                let reply_entries = if digest == theirs && !full {
+                    vec![]
+                } else {
+                    let since = if full {
+                        0
+                    } else {
+                        self.members.lock().sent_seq(&peer)
+                    };
+                    self.store.read().changed_since(since, MAX_ENTRIES)
+                };
+                let sent = !reply_entries.is_empty();
+                self.members
+                    .lock()
+                    .synced(&peer, seq, digest == theirs, sent || full);
                 if changed {
                     self.signal_push();
                 }
@@ -509,25 +517,45 @@ impl Inner {
         }
     }
 
-    /// One push–pull exchange with `peer`.
-    fn sync_with(&self, peer: SocketAddr) {
-        let (since, full) = self.members.lock().sync_state(&peer);
+    /// Push–pull with `peer`. A push sends what changed since we last
+    /// synced with it. A periodic round first sends only our digest; only if
+    /// the digests then differ does a second exchange carry entries (what
+    /// changed since the last sync, or everything when that did not help,
+    /// see membership::SyncPlan). So a converged overlay exchanges digests
+    /// only, whatever the number of providers.
+    fn sync_with(&self, peer: SocketAddr, pushed: bool) {
+        if pushed {
+            self.exchange(peer, true);
+        } else if self.exchange(peer, false) == Some(false) {
+            self.exchange(peer, true);
+        }
+    }
+
+    /// One Sync request; returns whether the digests agreed afterwards
+    /// (`None` when the peer did not answer).
+    fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
+        let plan = self.members.lock().sync_plan(&peer);
         let (seq, entries, digest) = {
             let store = self.store.read();
-            (
-                store.seq(),
-                store.changed_since(since, MAX_ENTRIES),
-                store.digest(now_ms()),
-            )
+            let entries = match (with_entries, plan) {
+                (false, _) => vec![],
+                (true, SyncPlan::Full) => store.changed_since(0, MAX_ENTRIES),
+                (true, SyncPlan::Since(s)) => store.changed_since(s, MAX_ENTRIES),
+                (true, SyncPlan::DigestOnly) => {
+                    let since = self.members.lock().sent_seq(&peer);
+                    store.changed_since(since, MAX_ENTRIES)
+                }
+            };
+            (store.seq(), entries, store.digest(now_ms()))
         };
-        let _ = digest;
+        let sent = !entries.is_empty();
         let members = self.members.lock().sample(16);
         let msg = Message::Sync {
             overlay_port: self.port,
             digest,
             entries,
             members,
-            full,
+            full: with_entries && plan == SyncPlan::Full,
         };
         match request(peer, &msg, self.cfg.gossip_timeout, Some(&self.counters)) {
             Ok(Message::SyncReply {
@@ -539,15 +567,21 @@ impl Inner {
                 self.add_members(&members);
                 let changed = self.merge_all(parse_entries(entries));
                 let ours = self.store.read().digest(now_ms());
-                self.members.lock().synced(&peer, seq, ours == theirs);
+                let agree = ours == theirs;
+                self.members.lock().synced(&peer, seq, agree, sent);
                 if changed {
                     self.signal_push();
                 }
+                Some(agree)
             }
-            Ok(other) => log::debug!("overlay: {peer} answered sync with {other:?}"),
+            Ok(other) => {
+                log::debug!("overlay: {peer} answered sync with {other:?}");
+                None
+            }
             Err(e) => {
                 log::debug!("overlay: sync with {peer}: {e}");
                 self.member_failed(peer);
+                None
             }
         }
     }
@@ -634,7 +668,7 @@ impl Inner {
                 if self.stopped() {
                     return;
                 }
-                self.sync_with(t);
+                self.sync_with(t, pushed);
             }
             self.store.write().expire(now_ms());
         }
