@@ -524,9 +524,8 @@ impl Inner {
     /// see membership::SyncPlan). So a converged overlay exchanges digests
     /// only, whatever the number of providers.
     fn sync_with(&self, peer: SocketAddr, pushed: bool) {
-        if pushed {
-            self.exchange(peer, true);
-        } else if self.exchange(peer, false) == Some(false) {
+        // A push sends entries at once; a periodic round only if needed.
+        if pushed || self.exchange(peer, false) == Some(false) {
             self.exchange(peer, true);
         }
     }
