@@ -30,3 +30,6 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # Two cores: run two test threads; each integration test bounds its own time.
 cargo test --all-targets -- --test-threads=2
+# The compose swarm under faults, on the Docker engine (skips without one
+# unless BTNODE_REQUIRE_PEERS=1).
+bash scripts/swarm-test.sh

@@ -97,6 +97,19 @@ pub enum Command {
     Tracker(TrackerArgs),
     Dns(DnsArgs),
     Lookup(LookupArgs),
+    Health(HealthArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// exit 0 if a local btnode answers (for container health checks): pings the overlay, or GETs the DNS REST API
+#[argh(subcommand, name = "health")]
+pub struct HealthArgs {
+    /// overlay address to ping (default 127.0.0.1:6000)
+    #[argh(option, default = "\"127.0.0.1:6000\".parse().unwrap()")]
+    pub overlay: SocketAddr,
+    /// check a DNS service's REST API at this address instead
+    #[argh(option)]
+    pub http: Option<SocketAddr>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -328,7 +341,8 @@ impl NodeConfig {
             upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
             announce_interval: cli.announce_interval.map(Duration::from_secs),
             status_file: cli.status_file.clone(),
-            upload_rate_limit: cli.upload_rate_limit,
+            // 0 means no limit (handy for `${RATE:-0}` in compose files).
+            upload_rate_limit: cli.upload_rate_limit.filter(|&r| r > 0),
             progress: !cli.no_progress,
         })
     }
@@ -376,11 +390,36 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
             crate::dns::run(&args)
         }
         Some(Command::Lookup(args)) => crate::overlay::run_lookup(&args),
+        Some(Command::Health(args)) => run_health(&args),
         None => {
             let config = NodeConfig::from_cli(&cli)?;
             init_logging(cli.log_level.as_deref())?;
             crate::node::run(config)
         }
+    }
+}
+
+fn run_health(args: &HealthArgs) -> Result<(), CliError> {
+    use crate::overlay::{service, wire::Message};
+    let timeout = Duration::from_secs(2);
+    if let Some(http) = args.http {
+        return match minreq::get(format!("http://{http}/records"))
+            .with_timeout(2)
+            .send()
+        {
+            Ok(r) if r.status_code == 200 => Ok(()),
+            Ok(r) => Err(CliError::Failed(format!("{http}: HTTP {}", r.status_code))),
+            Err(e) => Err(CliError::Failed(format!("{http}: {e}"))),
+        };
+    }
+    let ping = Message::Ping { overlay_port: None };
+    match service::request(args.overlay, &ping, timeout, None) {
+        Ok(Message::Pong { .. }) => Ok(()),
+        Ok(other) => Err(CliError::Failed(format!(
+            "{}: answered {other:?}",
+            args.overlay
+        ))),
+        Err(e) => Err(CliError::Failed(format!("{}: {e}", args.overlay))),
     }
 }
 

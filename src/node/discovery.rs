@@ -47,8 +47,10 @@ impl OverlayDiscovery {
         let thread = std::thread::Builder::new()
             .name("overlay-discovery".into())
             .spawn(move || {
-                // Re-announce well within the providers' TTL.
-                let reannounce = Duration::from_secs(30);
+                // Re-announce well within the providers' TTL (90 s), and
+                // often enough that a node back from a partition is listed
+                // again within seconds.
+                let reannounce = Duration::from_secs(10);
                 let left = || swarm.state.lock().left();
                 overlay.announce(info_hash, peer_id, peer_port, left());
                 let mut last_announce = Instant::now();
@@ -69,6 +71,7 @@ impl OverlayDiscovery {
                     } else {
                         LOOKUP_SETTLED
                     };
+                    let wait = wait.min(reannounce.saturating_sub(last_announce.elapsed()));
                     crossbeam_channel::select! {
                         recv(stop_rx) -> _ => break,
                         recv(command_rx) -> c => if let Ok(Command::Completed) = c {
