@@ -144,6 +144,14 @@ up 8
 t=$(wait_complete 300) || fail "8 leechers did not complete"
 echo "   all complete in ${t} s"
 check_copies
+# Every container's health check (btnode health, no shell in the image).
+start=$SECONDS
+until [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=starting --filter health=unhealthy)" ] &&
+      [ "$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l)" -eq "$(docker ps -q --filter "label=com.docker.compose.project=$project" | wc -l)" ]; do
+  [ $((SECONDS - start)) -ge 60 ] && fail "not every container is healthy"
+  sleep 1
+done
+echo "   every container reports healthy ($(docker ps -q --filter "label=com.docker.compose.project=$project" | wc -l))"
 # MTTR: kill one leecher; time until no live node lists it.
 victim=$(cids leecher | head -1); vip=$(ip_of "$victim")
 docker kill "$victim" >/dev/null

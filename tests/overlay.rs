@@ -206,3 +206,39 @@ fn garbage_frames_are_refused_and_the_node_keeps_serving() {
     let reply = service::request(node.addr, &ping, Duration::from_secs(2), None).unwrap();
     assert!(matches!(reply, Message::Pong { .. }));
 }
+
+fn health(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(support::bin())
+        .arg("health")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn health_answers_for_a_live_overlay_node_and_fails_otherwise() {
+    let mut node = OverlayNode::start(&[], 0);
+    let at = node.addr.to_string();
+    let ok = health(&["--overlay", &at]);
+    assert!(ok.status.success(), "{ok:?}");
+
+    // Something listening that is not an overlay node: a clear failure, not a hang.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_addr = other.local_addr().unwrap().to_string();
+    let silent = std::thread::spawn(move || {
+        // Accept once and close without a word.
+        let _ = other.accept();
+    });
+    let wrong = health(&["--overlay", &other_addr]);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    assert!(!wrong.stderr.is_empty());
+    silent.join().unwrap();
+
+    node.sigkill();
+    let dead = health(&["--overlay", &at]);
+    assert_eq!(dead.status.code(), Some(1), "{dead:?}");
+    assert!(
+        String::from_utf8_lossy(&dead.stderr).contains(&at),
+        "{dead:?}"
+    );
+}
