@@ -79,26 +79,47 @@ except Exception: print('')"; }
 is_complete() { [ "$(leecher_status "$1" | field complete)" = True ]; }
 fail() { echo "FAIL: $*"; docker ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}} {{.Status}}'; exit 1; }
 
-# Waits until every leecher container is complete; prints seconds taken.
+# poll_until LIMIT WHAT CMD...: runs CMD every 0.5 s until it succeeds and
+# sets $waited to the seconds taken; after LIMIT seconds fails with WHAT.
+poll_until() {
+  local limit=$1 what=$2 start=$SECONDS
+  shift 2
+  until "$@"; do
+    [ $((SECONDS - start)) -ge "$limit" ] && fail "$what"
+    sleep 0.5
+  done
+  waited=$((SECONDS - start))
+}
+# The leecher containers: of the compose project, or of the Swarm stack
+# while scenario 6 runs.
+leechers() {
+  if [ -n "$stack" ]; then
+    docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_leecher"
+  else
+    cids leecher
+  fi
+}
+# wait_complete LIMIT [MIN]: waits until at least MIN (default 1) leecher
+# containers run and every one is complete; prints the seconds taken.
 wait_complete() {
-  local limit=$1 start=$SECONDS
+  local limit=$1 min=${2:-1} start=$SECONDS
   while :; do
     local all=1 n=0
-    for c in $(cids leecher); do
+    for c in $(leechers); do
       n=$((n + 1))
       is_complete "$c" || { all=0; break; }
     done
-    [ $all = 1 ] && [ $n -gt 0 ] && { echo $((SECONDS - start)); return 0; }
+    [ $all = 1 ] && [ $n -ge "$min" ] && { echo $((SECONDS - start)); return 0; }
     [ $((SECONDS - start)) -ge "$limit" ] && return 1
     sleep 1
   done
 }
 check_copies() {
-  for c in $(cids leecher); do
+  for c in $(leechers); do
     got=$(docker cp "$c:/downloads/shared.bin" - | tar -xO | sha256sum | cut -d' ' -f1)
     [ "$got" = "$want" ] || fail "leecher $c has a different copy ($got)"
   done
-  echo "   every copy's sha256 matches ($(cids leecher | wc -l) leechers)"
+  echo "   every copy's sha256 matches ($(leechers | wc -l) leechers)"
 }
 # Providers a node's lookup returns (peerwire addresses), one per line.
 lookup_at() { "$bin" lookup "$ih" --at "$1:6000" --limit 200 2>/dev/null | field_addr; }
@@ -145,27 +166,21 @@ t=$(wait_complete 300) || fail "8 leechers did not complete"
 echo "   all complete in ${t} s"
 check_copies
 # Every container's health check (btnode health, no shell in the image).
-start=$SECONDS
-until [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=starting --filter health=unhealthy)" ] &&
-      [ "$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter health=healthy | wc -l)" -eq "$(docker ps -q --filter "label=com.docker.compose.project=$project" | wc -l)" ]; do
-  [ $((SECONDS - start)) -ge 60 ] && fail "not every container is healthy"
-  sleep 1
-done
-echo "   every container reports healthy ($(docker ps -q --filter "label=com.docker.compose.project=$project" | wc -l))"
+project_ps() { docker ps -q --filter "label=com.docker.compose.project=$project" "$@"; }
+all_healthy() { [ "$(project_ps --filter health=healthy | wc -l)" -eq "$(project_ps | wc -l)" ]; }
+poll_until 60 "not every container is healthy" all_healthy
+echo "   every container reports healthy ($(project_ps | wc -l))"
 # MTTR: kill one leecher; time until no live node lists it.
 victim=$(cids leecher | head -1); vip=$(ip_of "$victim")
 docker kill "$victim" >/dev/null
-start=$SECONDS
-while :; do
-  listed=0
+nobody_lists_victim() {
   for c in $(cids leecher) $(cids seeder) $(cids bootstrap); do
-    lookup_at "$(ip_of "$c")" | grep -q "^$vip:" && { listed=1; break; }
+    lookup_at "$(ip_of "$c")" | grep -q "^$vip:" && return 1
   done
-  [ $listed = 0 ] && break
-  [ $((SECONDS - start)) -ge 120 ] && fail "a killed node is still listed after 120 s"
-  sleep 0.5
-done
-echo "   killed node gone from every live node's lookup in $((SECONDS - start)) s"
+  return 0
+}
+poll_until 120 "a killed node is still listed after 120 s" nobody_lists_victim
+echo "   killed node gone from every live node's lookup in $waited s"
 down
 
 echo "== 2. two seeders, one killed mid-transfer"
@@ -187,19 +202,14 @@ for c in $cut; do docker network disconnect "$net" "$c"; done
 echo "   3 leechers disconnected"
 sleep 30   # the fault's duration is the scenario, not a wait for a condition
 for c in $cut; do docker network connect "$net" "$c"; done
-start=$SECONDS
 providers=$(( $(cids leecher | wc -l) + 1 ))
-while :; do
-  ok=1
+every_lookup_sees_all() {
   for c in $(cids leecher) $(cids seeder); do
-    n=$(lookup_at "$(ip_of "$c")" | sort -u | wc -l)
-    [ "$n" -ge "$providers" ] || { ok=0; break; }
+    [ "$(lookup_at "$(ip_of "$c")" | sort -u | wc -l)" -ge "$providers" ] || return 1
   done
-  [ $ok = 1 ] && break
-  [ $((SECONDS - start)) -ge 120 ] && fail "the overlay did not converge after the partition healed"
-  sleep 0.5
-done
-echo "   partition healed: every node's lookup sees all $providers providers after $((SECONDS - start)) s"
+}
+poll_until 120 "the overlay did not converge after the partition healed" every_lookup_sees_all
+echo "   partition healed: every node's lookup sees all $providers providers after $waited s"
 t=$(wait_complete 300) || fail "leechers did not complete after the partition"
 check_copies
 down
@@ -239,22 +249,9 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = inactive ]; then
   stack=btnodetest$$
   docker stack deploy -c compose.yaml "$stack" >/dev/null 2>&1 || fail "docker stack deploy"
   docker service scale -d "${stack}_leecher=4" >/dev/null || fail "docker service scale"
-  start=$SECONDS
-  while :; do
-    done_n=0; all_n=0
-    for c in $(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_leecher"); do
-      all_n=$((all_n + 1))
-      is_complete "$c" && done_n=$((done_n + 1))
-    done
-    [ "$all_n" -ge 4 ] && [ "$done_n" = "$all_n" ] && break
-    [ $((SECONDS - start)) -ge 300 ] && fail "the stack's leechers did not complete ($done_n of $all_n)"
-    sleep 1
-  done
-  for c in $(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_leecher"); do
-    got=$(docker cp "$c:/downloads/shared.bin" - | tar -xO | sha256sum | cut -d' ' -f1)
-    [ "$got" = "$want" ] || fail "stack leecher $c has a different copy"
-  done
-  echo "   4 stack replicas complete in $((SECONDS - start)) s, every sha256 matches"
+  t=$(wait_complete 300 4) || fail "the stack's leechers did not complete"
+  echo "   4 stack replicas complete in ${t} s"
+  check_copies
   stack_down
 else
   echo "   skipped: this engine is already part of a swarm (not ours to change)"
