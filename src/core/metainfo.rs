@@ -237,6 +237,7 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
     let mut files = Vec::with_capacity(list.len());
     let mut offset = 0u64;
     let mut seen = std::collections::HashSet::new();
+    let mut renames = std::collections::HashMap::new();
     for entry in list {
         // BEP 47 attributes: `p` pad file, `l` symlink (kept as an empty file).
         let attr = entry.get("attr").and_then(Value::as_bytes).unwrap_or(b"");
@@ -283,12 +284,28 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
             let last = path.last_mut().expect("name plus components");
             *last = format!("{last}.{}", files.len());
         }
-        if !seen.insert(path.clone()) {
-            return Err(MetainfoError::UnsafePath {
-                path: shown,
-                why: "two files share this path",
-            });
+        if seen.contains(&path) {
+            // Two files with one path: renamed as libtorrent does
+            // (`bar.txt`, `bar.1.txt`, `bar.2.txt`, ...), so both clients
+            // lay the data out alike. The counter per path keeps many
+            // duplicates linear.
+            let next = renames.entry(path.clone()).or_insert(1u32);
+            let last = path.last().expect("name plus components").clone();
+            let (stem, ext) = match last.rfind('.') {
+                Some(dot) if dot > 0 => last.split_at(dot),
+                _ => (last.as_str(), ""),
+            };
+            loop {
+                let candidate = format!("{stem}.{next}{ext}");
+                *next += 1;
+                *path.last_mut().expect("name plus components") = candidate;
+                if !seen.contains(&path) {
+                    break;
+                }
+            }
+            check_component(path.last().expect("name plus components"), &shown)?;
         }
+        seen.insert(path.clone());
         offset = offset
             .checked_add(length)
             .filter(|&o| o <= MAX_TOTAL_LENGTH)
@@ -577,6 +594,46 @@ mod tests {
         ]);
         let err = Metainfo::from_bytes(&torrent(info)).unwrap_err();
         assert!(matches!(err, MetainfoError::UnsafePath { .. }), "{err}");
+    }
+
+    #[test]
+    fn duplicate_paths_are_renamed_as_libtorrent_does() {
+        let file = |path: &[&str]| {
+            Value::dict([
+                ("length", Value::Int(1)),
+                (
+                    "path",
+                    Value::List(path.iter().map(|c| Value::bytes(*c)).collect()),
+                ),
+            ])
+        };
+        let info = Value::dict([
+            ("name", Value::bytes("root")),
+            ("piece length", Value::Int(16384)),
+            ("pieces", Value::Bytes(vec![0; 20])),
+            (
+                "files",
+                Value::List(vec![
+                    file(&["d", "bar.txt"]),
+                    file(&["d", "bar.txt"]),
+                    file(&["d", "bar.txt"]),
+                    file(&["noext"]),
+                    file(&["noext"]),
+                ]),
+            ),
+        ]);
+        let m = Metainfo::from_bytes(&torrent(info)).unwrap();
+        let paths: Vec<String> = m.files.iter().map(|f| f.path.join("/")).collect();
+        assert_eq!(
+            paths,
+            [
+                "root/d/bar.txt",
+                "root/d/bar.1.txt",
+                "root/d/bar.2.txt",
+                "root/noext",
+                "root/noext.1"
+            ]
+        );
     }
 
     #[test]
