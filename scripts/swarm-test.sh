@@ -229,7 +229,7 @@ SEEDER_RATE=$((size_mib * 1048576 / 20)) up 3
 wait_any_progress 20 || fail "no progress"
 for c in $(cids leecher); do
   docker restart -t 5 "$c" >/dev/null
-  echo "   restarted a leecher at $(percent_of "$c")% (after restart)"
+  echo "   restarted a leecher: $(percent_of "$c")% verified on resume"
 done
 t=$(wait_complete 300) || fail "leechers did not complete after restarts"
 check_copies
