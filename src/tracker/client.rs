@@ -47,12 +47,9 @@ pub struct AnnounceResponse {
     pub warning: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ScrapeStats {
-    pub complete: u64,
-    pub incomplete: u64,
-    pub downloaded: u64,
-}
+/// A torrent's counts from a scrape: the codec's own type, under the name
+/// callers of the client know it by.
+pub use codec::ScrapeEntry as ScrapeStats;
 
 /// Why an announce or scrape failed. Every variant means "no peers from this
 /// tracker this time"; they differ in whether retrying can help.
@@ -208,19 +205,7 @@ pub fn scrape(
         )?,
         codec::decode_scrape,
     )?;
-    Ok(files
-        .into_iter()
-        .map(|(h, e)| {
-            (
-                h,
-                ScrapeStats {
-                    complete: e.complete,
-                    incomplete: e.incomplete,
-                    downloaded: e.downloaded,
-                },
-            )
-        })
-        .collect())
+    Ok(files.into_iter().collect())
 }
 
 #[cfg(test)]
