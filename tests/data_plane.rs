@@ -184,6 +184,52 @@ fn corrupt_peer_is_dropped_and_the_download_completes() {
     );
 }
 
+/// A download onto a filesystem that fills up stops with a clear error and
+/// exit code 1, not a SIGBUS from writing a memory map with no space behind
+/// it. The leecher gets a 1 MiB tmpfs of its own (a private mount namespace
+/// through `unshare`, so nothing is mounted on the host).
+#[test]
+fn a_full_disk_stops_the_download_with_a_clear_error() {
+    let mounts = Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /tmp"])
+        .status();
+    if !matches!(mounts, Ok(s) if s.success()) {
+        assert!(
+            std::env::var("BTNODE_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "unshare cannot mount a tmpfs here (needed when BTNODE_REQUIRE_PEERS=1)"
+        );
+        eprintln!("skipping: cannot mount a tmpfs in a private namespace");
+        return;
+    }
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 4 * 1024 * 1024, Some("65536"));
+    let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    let small = tmp.path().join("small");
+    let mount = "mount -t tmpfs -o size=1m tmpfs \"$0\" && exec \"$@\"";
+    let small_arg = small.to_str().unwrap();
+    let mut leecher = Node::start_wrapped(
+        &["unshare", "-rm", "sh", "-c", mount, small_arg],
+        &torrent,
+        &small,
+        &["--peer", &seeder.addr()],
+    );
+    assert_eq!(
+        leecher.wait_exit(LONG),
+        Some(1),
+        "expected a clean failure; log:\n{}",
+        leecher.log()
+    );
+    let log = leecher.log();
+    assert!(log.contains("No space left on device"), "{log}");
+    let st = leecher.status().unwrap();
+    assert_eq!(st["state"], "failed");
+    let have = st["pieces_have"].as_u64().unwrap();
+    assert!(
+        have > 0 && have < 64,
+        "{have} pieces verified before the disk filled"
+    );
+}
+
 #[test]
 fn wrong_info_hash_is_dropped_at_the_handshake() {
     let tmp = tempdir();

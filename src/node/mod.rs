@@ -241,9 +241,17 @@ pub fn run_torrent(
     dial_due(&swarm, &mut candidates, config.max_peers);
     let ticker = crossbeam_channel::tick(Duration::from_secs(1));
     let mut exit_now = complete && config.exit_on_complete;
+    let mut failure = None;
     while !exit_now {
         crossbeam_channel::select! {
             recv(shutdown) -> _ => break,
+            recv(swarm.storage_failures()) -> e => {
+                if let Ok(e) = e {
+                    log::error!("cannot store the download: {e}; stopping (verified pieces are kept)");
+                    failure = Some(CliError::Failed(format!("storage: {e}")));
+                }
+                break;
+            },
             recv(hash_rx) -> r => {
                 let Ok(r): Result<HashResult, _> = r else { break };
                 let outcome = swarm.state.lock().on_hash_result(r);
@@ -318,7 +326,15 @@ pub fn run_torrent(
     if let Some(o) = overlay.and_then(|o| Arc::try_unwrap(o).ok()) {
         o.shutdown();
     }
-    let final_status = snapshot(&swarm, &candidates, "stopped");
+    let final_status = snapshot(
+        &swarm,
+        &candidates,
+        if failure.is_some() {
+            "failed"
+        } else {
+            "stopped"
+        },
+    );
     drop(swarm);
     pool.shutdown();
     storage.flush().map_err(failed("flushing the download"))?;
@@ -330,7 +346,7 @@ pub fn run_torrent(
         status::human(final_status.stats.downloaded),
         status::human(final_status.stats.uploaded)
     );
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// Dials every known address that is due, up to the connection limit.

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use super::handshake::{self, HandshakeError};
 use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, TorrentState};
 use crate::wire::peer::{self, decode_body, id, Handshake, Message};
@@ -54,6 +54,9 @@ pub struct Swarm {
     next_conn: AtomicU64,
     /// Addresses that answered as ourselves or on another torrent.
     refused: Mutex<Vec<SocketAddr>>,
+    /// Writes that cannot go on (a full disk): the node stops on the first.
+    storage_failed_tx: Sender<StorageError>,
+    storage_failed_rx: Receiver<StorageError>,
 }
 
 #[derive(Default)]
@@ -74,6 +77,7 @@ impl Swarm {
         limiter: Option<RateLimiter>,
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
         let max_frame = peer::max_frame_len(state.layout.num_pieces);
         Arc::new(Swarm {
             state: Mutex::new(state),
@@ -89,7 +93,15 @@ impl Swarm {
             conns: Mutex::new(Connections::default()),
             next_conn: AtomicU64::new(1),
             refused: Mutex::new(Vec::new()),
+            storage_failed_tx,
+            storage_failed_rx,
         })
+    }
+
+    /// Yields the first storage failure (e.g. a full disk) of any connection;
+    /// the node owns the decision to stop.
+    pub fn storage_failures(&self) -> &Receiver<StorageError> {
+        &self.storage_failed_rx
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -288,7 +300,14 @@ impl Swarm {
                     Some((block, first_of_piece)) => {
                         if first_of_piece {
                             let piece_len = self.state.lock().layout.piece_len(index as usize);
-                            self.storage.prepare_piece(index as usize, piece_len);
+                            if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
+                                // Our fault, not the peer's: keep it, drop the
+                                // block, and let the node stop.
+                                self.state.lock().abort_block(block);
+                                let _ = self.storage_failed_tx.try_send(e);
+                                io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
+                                continue;
+                            }
                         }
                         // SAFETY: begin_block gave this thread the block.
                         let written = unsafe {

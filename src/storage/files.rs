@@ -14,6 +14,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,9 @@ pub enum StorageError {
 }
 
 struct MappedFile {
+    /// Reopened to reserve disk space for a piece (not kept open: a torrent
+    /// may hold more files than the process may have descriptors).
+    path: PathBuf,
     /// Offset of this file in the torrent's byte stream.
     offset: u64,
     length: u64,
@@ -90,6 +94,7 @@ impl Storage {
                 Some(map_file(&file, entry.length).map_err(io_err(&path))?)
             };
             files.push(MappedFile {
+                path,
                 offset: entry.offset,
                 length: entry.length,
                 map,
@@ -190,16 +195,68 @@ impl Storage {
         h.finalize().into()
     }
 
-    /// Faults in the pages of a piece, writable, in one call: much cheaper
-    /// than taking a page fault per 4 KiB while blocks are copied in. Only a
-    /// hint; on kernels without MADV_POPULATE_WRITE nothing happens.
-    pub fn prepare_piece(&self, piece: usize, len: u32) {
-        self.advise_piece(piece, len, libc::MADV_POPULATE_WRITE, false);
+    /// Makes a piece ready to be written through the map, before its first
+    /// block arrives. Reserves its bytes on disk (`fallocate`) so that a full
+    /// disk is an error here rather than a SIGBUS when the map is written;
+    /// files stay sparse everywhere else. Then faults in its pages, writable,
+    /// in one call, which is much cheaper than a page fault per 4 KiB while
+    /// blocks are copied in. Filesystems without `fallocate` skip the
+    /// reservation; kernels without MADV_POPULATE_WRITE skip the prefault.
+    pub fn prepare_piece(&self, piece: usize, len: u32) -> Result<(), StorageError> {
+        for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
+            let path = &self.files[file].path;
+            let fail = |source| StorageError::Io {
+                path: path.clone(),
+                source,
+            };
+            let handle = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(fail)?;
+            // SAFETY: fallocate on an open descriptor; mode 0 only allocates
+            // (a range already holding data keeps it).
+            let rc = unsafe {
+                libc::fallocate(
+                    handle.as_raw_fd(),
+                    0,
+                    offset as libc::off_t,
+                    n as libc::off_t,
+                )
+            };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                let unsupported = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+                );
+                if !unsupported {
+                    return Err(fail(e));
+                }
+            }
+        }
+        let populate = self.advise_piece(piece, len, libc::MADV_POPULATE_WRITE, false);
+        match populate {
+            // EFAULT: a write to these pages would raise SIGBUS (no space on a
+            // filesystem that could not reserve it above).
+            Err((file, e)) if e.raw_os_error() == Some(libc::EFAULT) => Err(StorageError::Io {
+                path: self.files[file].path.clone(),
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Calls madvise on the pages that lie wholly inside the piece (plus the
     /// partial last page of a file when `include_file_tail`).
-    fn advise_piece(&self, piece: usize, len: u32, advice: libc::c_int, include_file_tail: bool) {
+    /// The first failure, with the index of its file, is returned.
+    fn advise_piece(
+        &self,
+        piece: usize,
+        len: u32,
+        advice: libc::c_int,
+        include_file_tail: bool,
+    ) -> Result<(), (usize, io::Error)> {
         let page = self.page_size as u64;
         for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
             let start = offset.next_multiple_of(page);
@@ -212,15 +269,19 @@ impl Storage {
                 let map = self.files[file].map.as_ref().expect("mapped");
                 // SAFETY: the range lies inside the mapping; both advices
                 // used here leave the file's contents unchanged.
-                unsafe {
+                let rc = unsafe {
                     libc::madvise(
                         map.as_mut_ptr().add(start as usize) as *mut libc::c_void,
                         (end - start) as usize,
                         advice,
-                    );
+                    )
+                };
+                if rc != 0 {
+                    return Err((file, io::Error::last_os_error()));
                 }
             }
         }
+        Ok(())
     }
 
     /// Drops this process's mapping of a verified piece's pages: the data
@@ -229,7 +290,8 @@ impl Storage {
     pub fn release_piece(&self, piece: usize, len: u32) {
         // MADV_DONTNEED on a shared file mapping keeps the data (dirty pages
         // are written back); it only unmaps them from this process.
-        self.advise_piece(piece, len, libc::MADV_DONTNEED, true);
+        // Only a hint: memory use is all that depends on it.
+        let _ = self.advise_piece(piece, len, libc::MADV_DONTNEED, true);
     }
 
     /// Writes every dirty page to disk and waits for it.

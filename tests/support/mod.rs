@@ -112,6 +112,13 @@ pub struct Node {
 impl Node {
     /// Starts `btnode -t torrent -d dir --bind 127.0.0.1 --port 0` plus `extra`.
     pub fn start(torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
+        Node::start_wrapped(&[], torrent, dir, extra)
+    }
+
+    /// As [`Node::start`], with btnode's command line appended to `wrapper`
+    /// (a program that ends by exec-ing its arguments, so the child's PID is
+    /// btnode's), e.g. `unshare` to give it a namespace of its own.
+    pub fn start_wrapped(wrapper: &[&str], torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let tag = format!("{:x}", rand_u64());
         let status_path = dir.with_file_name(format!(
@@ -120,7 +127,15 @@ impl Node {
         ));
         let log_path = status_path.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = cmd
             .arg("-t")
             .arg(torrent)
             .arg("-d")
