@@ -83,6 +83,9 @@ pub struct Cli {
     /// cap on upload bytes per second, all peers together (default: none)
     #[argh(option)]
     pub upload_rate_limit: Option<u64>,
+    /// cap on download bytes per second, all peers together (default: none)
+    #[argh(option)]
+    pub download_rate_limit: Option<u64>,
     /// print progress as log lines even on a terminal
     #[argh(switch)]
     pub no_progress: bool,
@@ -233,6 +236,7 @@ pub struct NodeConfig {
     pub announce_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
     pub upload_rate_limit: Option<u64>,
+    pub download_rate_limit: Option<u64>,
     pub progress: bool,
 }
 
@@ -343,6 +347,7 @@ impl NodeConfig {
             status_file: cli.status_file.clone(),
             // 0 means no limit (handy for `${RATE:-0}` in compose files).
             upload_rate_limit: cli.upload_rate_limit.filter(|&r| r > 0),
+            download_rate_limit: cli.download_rate_limit.filter(|&r| r > 0),
             progress: !cli.no_progress,
         })
     }

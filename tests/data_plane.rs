@@ -45,6 +45,38 @@ fn one_seeder_one_leecher() {
     assert_eq!(st["complete"], true);
 }
 
+/// `--download-rate-limit` holds a leecher to its cap. Only a lower bound on
+/// the time is asserted (a busy machine can make a download slower, never
+/// faster): unthrottled, this file crosses loopback in a fraction of that.
+#[test]
+fn download_rate_limit_caps_the_leecher() {
+    let tmp = tempdir();
+    let len = 3 * 1024 * 1024;
+    let torrent = seeded(tmp.path(), "file.bin", len, Some("65536"));
+    let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
+    let addr = seeder.addr();
+    let started = std::time::Instant::now();
+    let mut leecher = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &[
+            "--peer",
+            &addr,
+            "--download-rate-limit",
+            "1000000",
+            "--exit-on-complete",
+        ],
+    );
+    assert_eq!(leecher.wait_exit(LONG), Some(0), "{}", leecher.log());
+    let took = started.elapsed();
+    assert_eq!(
+        sha256(&tmp.path().join("leech/file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+    // 3.1 MB at 1 MB/s, less the quarter second a full bucket may burst.
+    assert!(took >= Duration::from_millis(2500), "done in {took:?}");
+}
+
 #[test]
 fn multi_file_torrent_with_nested_folders_and_a_tiny_file() {
     let tmp = tempdir();

@@ -23,7 +23,7 @@ use crate::core::{Metainfo, PeerId};
 use crate::overlay::{Overlay, OverlayConfig};
 use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
-use crate::peer::Swarm;
+use crate::peer::{RateLimits, Swarm};
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
 use crate::swarm::torrent::{Layout, TorrentState};
@@ -133,14 +133,17 @@ pub fn run_torrent(
         Listener::bind(config.bind, config.peer_port).map_err(failed("peerwire listener"))?;
     state.listen_port = listen_addr.port();
     log::info!("peerwire listening on {listen_addr}");
-    let limiter = config.upload_rate_limit.map(RateLimiter::new);
+    let limits = RateLimits {
+        upload: config.upload_rate_limit.map(RateLimiter::new),
+        download: config.download_rate_limit.map(RateLimiter::new),
+    };
     let swarm = Swarm::new(
         state,
         storage.clone(),
         meta.info_hash,
         our_id,
         config.max_peers,
-        limiter,
+        limits,
     );
     let listener = Listener::start(listener, swarm.clone()).map_err(failed("peerwire listener"))?;
 

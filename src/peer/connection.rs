@@ -37,6 +37,13 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const UPLOAD_BATCH: usize = 32;
 const SOCKET_BUFFER: usize = 256 * 1024;
 
+/// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
+#[derive(Default)]
+pub struct RateLimits {
+    pub upload: Option<RateLimiter>,
+    pub download: Option<RateLimiter>,
+}
+
 /// Everything connection threads share for one torrent.
 pub struct Swarm {
     pub state: Mutex<TorrentState>,
@@ -45,7 +52,7 @@ pub struct Swarm {
     pub our_id: PeerId,
     pub max_frame: u32,
     pub max_peers: usize,
-    pub limiter: Option<RateLimiter>,
+    pub limits: RateLimits,
     shutting_down: AtomicBool,
     /// Closed (dropped) at shutdown: wakes every writer.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -74,7 +81,7 @@ impl Swarm {
         info_hash: InfoHash,
         our_id: PeerId,
         max_peers: usize,
-        limiter: Option<RateLimiter>,
+        limits: RateLimits,
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
@@ -86,7 +93,7 @@ impl Swarm {
             our_id,
             max_frame,
             max_peers,
-            limiter,
+            limits,
             shutting_down: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -295,6 +302,11 @@ impl Swarm {
                 let index = u32::from_be_bytes(hdr[..4].try_into().unwrap());
                 let begin = u32::from_be_bytes(hdr[4..].try_into().unwrap());
                 let data_len = len - 9;
+                // Throttling here, before the payload is read, lets TCP's
+                // own flow control slow the sender down.
+                if let Some(l) = &self.limits.download {
+                    l.acquire(data_len);
+                }
                 let decision = self.state.lock().begin_block(key, index, begin, data_len);
                 match decision.map_err(drop_err)? {
                     Some((block, first_of_piece)) => {
@@ -356,7 +368,7 @@ impl Swarm {
                 for m in &out.messages {
                     m.encode(&mut control);
                 }
-                if let Some(l) = &self.limiter {
+                if let Some(l) = &self.limits.upload {
                     l.acquire(out.uploads.iter().map(|r| r.length).sum());
                 }
                 let headers: Vec<[u8; peer::PIECE_HEADER_LEN]> = out

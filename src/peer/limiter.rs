@@ -1,4 +1,5 @@
-//! A token-bucket upload rate limit shared by every writer thread.
+//! A token-bucket rate limit shared by every connection thread (one for
+//! uploads, taken by writers; one for downloads, taken by readers).
 
 use std::time::{Duration, Instant};
 

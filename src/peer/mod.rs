@@ -8,4 +8,4 @@ pub mod handshake;
 pub mod limiter;
 pub mod listener;
 
-pub use connection::Swarm;
+pub use connection::{RateLimits, Swarm};

@@ -8,7 +8,7 @@
 //! gives a writer exclusive access to its block (see `storage::files`).
 //!
 //! Lock order: this state's mutex is the only lock a connection thread takes
-//! besides the upload rate limiter, which is never taken while holding it.
+//! besides the rate limiters, which are never taken while holding it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
