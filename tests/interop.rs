@@ -301,9 +301,33 @@ fn libtorrent_and_aria2_leech_from_btnode_through_opentracker() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}/announce");
     let s = single_file(3_000_000, Some(&url));
+    let _ot = opentracker(&s, port);
+    let seeder = Node::start(
+        &s.torrent,
+        &s.root.join("seed"),
+        &["--discovery-mode", "tracker"],
+    );
+    seeder.wait_port();
+    let mut lt = libtorrent("leech", &s.torrent, &s.root.join("lt"), free_port(), &[]);
+    let mut a = aria2(&s.torrent, &s.root.join("aria2"), free_port(), false);
+    assert!(
+        lt.wait_success(T),
+        "libtorrent did not complete through opentracker"
+    );
+    assert!(
+        a.wait_success(T),
+        "aria2 did not complete through opentracker"
+    );
+    assert!(same_file(&s, "lt"));
+    assert!(same_file(&s, "aria2"));
+}
+
+/// opentracker on `port` (HTTP and UDP), serving only this setup's torrent
+/// (Debian's build answers whitelisted info-hashes only).
+fn opentracker(s: &Setup, port: u16) -> Client {
     let whitelist = s.root.join("whitelist");
     std::fs::write(&whitelist, format!("{}\n", s.meta.info_hash.to_hex())).unwrap();
-    let _ot = Client(
+    let ot = Client(
         Command::new("opentracker")
             .args([
                 "-i",
@@ -325,24 +349,49 @@ fn libtorrent_and_aria2_leech_from_btnode_through_opentracker() {
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));
-    let seeder = Node::start(
+    ot
+}
+
+/// UDP trackers (BEP 15) are what most public torrents list. btnode and
+/// libtorrent meet through opentracker's UDP port alone, and opentracker's
+/// UDP scrape sees btnode's `started` and `completed` events.
+#[test]
+fn btnode_and_libtorrent_meet_through_opentracker_over_udp() {
+    if !require("opentracker") || !require("libtorrent") {
+        return;
+    }
+    let port = free_port();
+    let url = format!("udp://127.0.0.1:{port}/announce");
+    let s = single_file(3_000_000, Some(&url));
+    let _ot = opentracker(&s, port);
+    let hash = s.meta.info_hash;
+    let scrape = || {
+        btnode::tracker::client::scrape(&url, &[hash], Duration::from_secs(5))
+            .ok()
+            .and_then(|m| m.get(&hash).copied())
+            .unwrap_or_default()
+    };
+    let seeder = Node::start(&s.torrent, &s.root.join("seed"), &TRACKERLESS);
+    assert!(
+        wait_until(Duration::from_secs(30), || scrape().complete >= 1),
+        "the seeder's UDP announce never reached opentracker; log:\n{}",
+        seeder.log()
+    );
+    let mut leecher = Node::start(
         &s.torrent,
-        &s.root.join("seed"),
-        &["--discovery-mode", "tracker"],
+        &s.root.join("leech"),
+        &["--discovery-mode", "tracker", "--exit-on-complete"],
     );
-    seeder.wait_port();
     let mut lt = libtorrent("leech", &s.torrent, &s.root.join("lt"), free_port(), &[]);
-    let mut a = aria2(&s.torrent, &s.root.join("aria2"), free_port(), false);
-    assert!(
-        lt.wait_success(T),
-        "libtorrent did not complete through opentracker"
-    );
-    assert!(
-        a.wait_success(T),
-        "aria2 did not complete through opentracker"
-    );
+    assert_eq!(leecher.wait_exit(T), Some(0), "{}", leecher.log());
+    assert!(lt.wait_success(T), "libtorrent did not complete over UDP");
+    assert!(same_file(&s, "leech"));
     assert!(same_file(&s, "lt"));
-    assert!(same_file(&s, "aria2"));
+    assert!(
+        wait_until(Duration::from_secs(10), || scrape().downloaded >= 1),
+        "opentracker never counted a completed download: {:?}",
+        scrape()
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Tracker client: announce and scrape over HTTP (minreq, blocking, with a
-//! timeout and a bounded reply size). Owns the node-facing request and
-//! response types and the mapping from HTTP outcomes to [`TrackerError`];
-//! the bytes themselves are `wire::tracker`'s business.
+//! timeout and a bounded reply size), or over UDP (BEP 15, in `udp`) for
+//! `udp://` URLs. Owns the node-facing request and response types and the
+//! mapping from HTTP outcomes to [`TrackerError`]; the bytes themselves are
+//! `wire::tracker`'s business.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -59,9 +60,9 @@ pub enum TrackerError {
     /// torrent, banned client, full): retrying soon will not help.
     #[error("tracker refused: {0}")]
     Failure(String),
-    /// Not an `http://` URL (`udp://`, `https://`, `wss://`...): skip this
+    /// Neither `http://` nor `udp://` (`https://`, `wss://`...): skip this
     /// tracker for good.
-    #[error("only http:// trackers are supported, not {0}")]
+    #[error("only http:// and udp:// trackers are supported, not {0}")]
     UnsupportedScheme(String),
     /// Scrape asked of a tracker whose URL does not follow the BEP 48
     /// convention (last path segment starting with `announce`).
@@ -151,11 +152,19 @@ fn interpret<T>(
     }
 }
 
+fn is_udp(url: &str) -> bool {
+    url.get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("udp://"))
+}
+
 pub fn announce(
     url: &str,
     req: &AnnounceRequest,
     timeout: Duration,
 ) -> Result<AnnounceResponse, TrackerError> {
+    if is_udp(url) {
+        return super::udp::announce(url, req, timeout);
+    }
     let wire = codec::AnnounceRequest {
         info_hash: req.info_hash,
         peer_id: req.peer_id,
@@ -197,6 +206,9 @@ pub fn scrape(
     hashes: &[InfoHash],
     timeout: Duration,
 ) -> Result<HashMap<InfoHash, ScrapeStats>, TrackerError> {
+    if is_udp(announce_url) {
+        return super::udp::scrape(announce_url, hashes, timeout);
+    }
     let url = codec::scrape_url(announce_url).ok_or(TrackerError::NoScrape)?;
     let files = interpret(
         get(
@@ -254,11 +266,7 @@ mod tests {
             event: None,
             numwant: None,
         };
-        for url in [
-            "udp://t.example:80/announce",
-            "https://t/announce",
-            "t/announce",
-        ] {
+        for url in ["https://t/announce", "t/announce"] {
             assert!(matches!(
                 announce(url, &req, Duration::from_secs(1)),
                 Err(TrackerError::UnsupportedScheme(_))

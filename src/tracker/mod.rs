@@ -1,4 +1,6 @@
-//! HTTP tracker: the client a node announces with, and a small server.
+//! Trackers: the client a node announces with (HTTP, and UDP per BEP 15),
+//! and a small HTTP server.
 
 pub mod client;
 pub mod server;
+pub mod udp;

@@ -2,3 +2,4 @@
 
 pub mod peer;
 pub mod tracker;
+pub mod udp_tracker;
