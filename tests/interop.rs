@@ -293,6 +293,50 @@ fn btnode_and_aria2_both_ways_through_btnode_tracker() {
     assert!(same_file(&s, "from-aria2"));
 }
 
+/// `btnode tracker` answers BEP 15 on its HTTP port: libtorrent and a
+/// btnode leecher, given only the udp:// URL, find the btnode seeder, and
+/// the UDP scrape counts the downloads. (aria2 speaks UDP to trackers only
+/// through its DHT socket, which these tests keep off.)
+#[test]
+fn libtorrent_leeches_through_btnode_tracker_over_udp() {
+    if !require("libtorrent") {
+        return;
+    }
+    let tracker = Tracker::start();
+    let url = tracker.url.replacen("http://", "udp://", 1);
+    let s = single_file(3_000_000, Some(&url));
+    let hash = s.meta.info_hash;
+    let scrape = || {
+        btnode::tracker::client::scrape(&url, &[hash], Duration::from_secs(5))
+            .ok()
+            .and_then(|m| m.get(&hash).copied())
+            .unwrap_or_default()
+    };
+    let seeder = Node::start(&s.torrent, &s.root.join("seed"), &TRACKERLESS);
+    assert!(
+        wait_until(Duration::from_secs(30), || scrape().complete >= 1),
+        "the seeder's UDP announce never arrived; log:\n{}",
+        seeder.log()
+    );
+    let mut lt = libtorrent("leech", &s.torrent, &s.root.join("lt"), free_port(), &[]);
+    let mut leecher = Node::start(
+        &s.torrent,
+        &s.root.join("leech"),
+        &["--discovery-mode", "tracker", "--exit-on-complete"],
+    );
+    assert_eq!(leecher.wait_exit(T), Some(0), "{}", leecher.log());
+    assert!(lt.wait_success(T), "libtorrent did not complete over UDP");
+    for dir in ["leech", "lt"] {
+        assert!(same_file(&s, dir), "{dir}");
+    }
+    // Each client sends `completed` as it finishes, so both count.
+    assert!(
+        wait_until(Duration::from_secs(10), || scrape().downloaded >= 2),
+        "completed downloads seen over UDP: {:?}",
+        scrape()
+    );
+}
+
 #[test]
 fn libtorrent_and_aria2_leech_from_btnode_through_opentracker() {
     if !require("opentracker") || !require("libtorrent") || !require("aria2c") {

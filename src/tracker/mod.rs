@@ -1,6 +1,7 @@
 //! Trackers: the client a node announces with (HTTP, and UDP per BEP 15),
-//! and a small HTTP server.
+//! and a small server speaking both.
 
 pub mod client;
 pub mod server;
 pub mod udp;
+pub mod udp_server;

@@ -1,21 +1,22 @@
-//! A small HTTP tracker: `/announce` (compact or dictionary replies,
-//! `event=stopped` removes at once, silent peers expire) and `/scrape`.
+//! A small tracker: HTTP `/announce` (compact or dictionary replies,
+//! `event=stopped` removes at once, silent peers expire) and `/scrape`, and
+//! the same over UDP (BEP 15, `udp_server`) on the same port.
 //!
 //! Owns the swarm registry and the HTTP front on tiny_http. A peer's address
 //! is the request's source IP plus its announced port, so a client cannot
 //! list someone else (`ip=` is ignored). State is bounded: torrents, peers
 //! per torrent, peers in all, and reply sizes; empty torrents are forgotten.
 //!
-//! Threads: a fixed pool of workers pulls requests from tiny_http and takes
-//! the one registry lock for each announce or scrape (a periodic sweep of
-//! expired peers runs under it too); no other lock exists, so there is no
-//! lock order to get wrong. (tiny_http's
+//! Threads: a fixed pool of workers pulls requests from tiny_http, and one
+//! thread reads the UDP socket; each takes the one registry lock for each
+//! announce or scrape (a periodic sweep of expired peers runs under it
+//! too); no other lock exists, so there is no lock order to get wrong. (tiny_http's
 //! own accept thread and connection readers are not ours to bound; see
 //! `TrackerServer::start`.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::udp_server::UdpFront;
 use crate::config::TrackerArgs;
 use crate::core::{InfoHash, PeerId};
 use crate::wire::tracker::{
@@ -109,6 +111,15 @@ impl Swarm {
     }
 }
 
+/// What an accepted announce gets back.
+#[derive(Debug, Default)]
+pub struct Announced {
+    pub peers: Vec<PeerEntry>,
+    pub stats: ScrapeEntry,
+    /// Said to the client (HTTP `warning message`; UDP has no field for it).
+    pub warning: Option<String>,
+}
+
 /// The tracker's state, independent of HTTP (unit-testable with any clock).
 pub struct Registry {
     torrents: HashMap<InfoHash, Swarm>,
@@ -157,20 +168,36 @@ impl Registry {
         self.rng
     }
 
-    /// Applies an announce from `ip` and builds the reply bytes.
+    /// Applies an announce from `ip` and builds the HTTP reply bytes.
     pub fn announce(&mut self, req: &AnnounceRequest, ip: IpAddr, now: Instant) -> Vec<u8> {
+        match self.apply_announce(req, ip, now, false) {
+            Ok(a) => self.reply(req, a.peers, a.stats, a.warning),
+            Err(refusal) => codec::encode_failure(refusal),
+        }
+    }
+
+    /// Applies an announce from `ip`: who else to tell it about (only peers
+    /// of its own address family when `same_family`, as BEP 15 replies can
+    /// hold one kind), or why it is refused.
+    pub fn apply_announce(
+        &mut self,
+        req: &AnnounceRequest,
+        ip: IpAddr,
+        now: Instant,
+        same_family: bool,
+    ) -> Result<Announced, &'static str> {
         self.sweep(now, false);
         let addr = SocketAddr::new(ip, req.port);
         let timeout = self.opts.peer_timeout;
         if !self.torrents.contains_key(&req.info_hash) {
             if req.event == Some(Event::Stopped) {
                 // Nothing to remove, and no reason to start tracking it.
-                return self.reply(req, Vec::new(), ScrapeEntry::default(), None);
+                return Ok(Announced::default());
             }
             if self.torrents.len() >= self.opts.max_torrents {
                 self.sweep(now, true);
                 if self.torrents.len() >= self.opts.max_torrents {
-                    return codec::encode_failure("tracker is full: too many torrents");
+                    return Err("tracker is full: too many torrents");
                 }
             }
         }
@@ -234,6 +261,7 @@ impl Registry {
                 .peers
                 .iter()
                 .filter(|(a, p)| **a != addr && p.peer_id != req.peer_id)
+                .filter(|(a, _)| !same_family || a.is_ipv4() == addr.is_ipv4())
                 .map(|(a, p)| PeerEntry {
                     addr: *a,
                     peer_id: Some(p.peer_id),
@@ -250,7 +278,16 @@ impl Registry {
             others.swap(i, j);
         }
         others.truncate(want);
-        self.reply(req, others, stats, warning)
+        Ok(Announced {
+            peers: others,
+            stats,
+            warning,
+        })
+    }
+
+    /// The announce interval told to clients, in seconds.
+    pub fn interval_secs(&self) -> u32 {
+        u32::try_from(self.opts.interval.as_secs().max(1)).unwrap_or(u32::MAX)
     }
 
     fn reply(
@@ -261,7 +298,7 @@ impl Registry {
         warning: Option<String>,
     ) -> Vec<u8> {
         let reply = AnnounceReply {
-            interval: u32::try_from(self.opts.interval.as_secs().max(1)).unwrap_or(u32::MAX),
+            interval: self.interval_secs(),
             min_interval: None,
             complete: Some(stats.complete),
             incomplete: Some(stats.incomplete),
@@ -274,9 +311,18 @@ impl Registry {
     /// Scrape for `hashes` (unknown ones read as zeros), or up to
     /// [`MAX_SCRAPE_ALL`] torrents when empty.
     pub fn scrape(&mut self, hashes: &[InfoHash], now: Instant) -> Vec<u8> {
+        codec::encode_scrape(&self.scrape_entries(hashes, now))
+    }
+
+    /// The counts behind [`Registry::scrape`].
+    pub fn scrape_entries(
+        &mut self,
+        hashes: &[InfoHash],
+        now: Instant,
+    ) -> BTreeMap<InfoHash, ScrapeEntry> {
         // Forced: counts must not include peers that have already expired.
         self.sweep(now, true);
-        let files: BTreeMap<InfoHash, ScrapeEntry> = if hashes.is_empty() {
+        if hashes.is_empty() {
             self.torrents
                 .iter()
                 .take(MAX_SCRAPE_ALL)
@@ -292,8 +338,7 @@ impl Registry {
                     )
                 })
                 .collect()
-        };
-        codec::encode_scrape(&files)
+        }
     }
 
     /// Peers listed over all torrents.
@@ -312,12 +357,15 @@ pub struct TrackerServer {
     server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    /// BEP 15 on the same port; started once the HTTP workers run.
+    udp: Option<UdpFront>,
 }
 
 impl TrackerServer {
-    /// Binds `addr` (port 0 picks a free port) and starts `opts.workers`
-    /// request threads. tiny_http itself adds an accept thread and a reader
-    /// thread per open connection; those are outside this pool.
+    /// Binds `addr` for HTTP and UDP (port 0 picks a port free for both)
+    /// and starts `opts.workers` HTTP request threads and one UDP thread.
+    /// tiny_http itself adds an accept thread and a reader thread per open
+    /// connection; those are outside this pool.
     pub fn start(addr: SocketAddr, opts: ServerOptions) -> std::io::Result<TrackerServer> {
         if opts.workers == 0 {
             return Err(std::io::Error::new(
@@ -325,11 +373,9 @@ impl TrackerServer {
                 "the tracker needs at least one worker",
             ));
         }
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(std::io::Error::other)?);
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("tracker is not on an IP address"))?;
+        let (server, udp_socket) = bind_http_and_udp(addr)?;
+        let server = Arc::new(server);
+        let bound = udp_socket.local_addr()?;
         let workers_wanted = opts.workers;
         let registry = Arc::new(Mutex::new(Registry::new(opts, Instant::now())));
         let stop = Arc::new(AtomicBool::new(false));
@@ -349,18 +395,28 @@ impl TrackerServer {
                         server,
                         stop,
                         workers,
+                        udp: None,
                     }
                     .shutdown();
                     return Err(e);
                 }
             }
         }
-        Ok(TrackerServer {
+        let mut tracker = TrackerServer {
             addr: bound,
             server,
             stop,
             workers,
-        })
+            udp: None,
+        };
+        match UdpFront::start(udp_socket, registry) {
+            Ok(front) => tracker.udp = Some(front),
+            Err(e) => {
+                tracker.shutdown();
+                return Err(e);
+            }
+        }
+        Ok(tracker)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -370,6 +426,9 @@ impl TrackerServer {
     /// Stops taking requests, lets each worker finish the one it holds, and
     /// joins them; dropping the last handle closes the listening socket.
     pub fn shutdown(mut self) {
+        if let Some(udp) = self.udp.take() {
+            udp.stop();
+        }
         self.stop.store(true, Ordering::SeqCst);
         // Each unblock wakes exactly one blocked `recv`, after any requests
         // already queued.
@@ -380,6 +439,30 @@ impl TrackerServer {
             let _ = w.join();
         }
     }
+}
+
+/// An HTTP server and a UDP socket on the same address. With port 0 the
+/// port HTTP got may be taken for UDP: then try another, a bounded number
+/// of times.
+fn bind_http_and_udp(addr: SocketAddr) -> std::io::Result<(tiny_http::Server, UdpSocket)> {
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("tracker is not on an IP address"))?;
+        match UdpSocket::bind(bound) {
+            Ok(udp) => return Ok((server, udp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.expect("at least one try");
+    Err(std::io::Error::new(
+        e.kind(),
+        format!("cannot bind UDP on the tracker's port: {e}"),
+    ))
 }
 
 fn serve(server: &tiny_http::Server, registry: &Mutex<Registry>, stop: &AtomicBool) {
@@ -448,6 +531,7 @@ pub fn run(args: &TrackerArgs) -> std::io::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "tracker listening on http://{shown}/announce")?;
+    writeln!(out, "tracker listening on udp://{shown}/announce")?;
     out.flush()?;
     drop(out);
     log::info!("tracker on {}", server.local_addr());

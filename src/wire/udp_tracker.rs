@@ -1,5 +1,6 @@
 //! UDP tracker protocol (BEP 15): connect, announce and scrape packets,
-//! encoded and decoded as bytes. Every integer is big-endian. Replies are
+//! encoded and decoded as bytes, for the client (requests out, replies in)
+//! and the server (the other way). Every integer is big-endian. Replies are
 //! checked against the transaction id and action the request used; an
 //! error reply (action 3) becomes [`UdpTrackerError::Failure`].
 
@@ -64,6 +65,135 @@ pub struct UdpScrapeEntry {
     pub seeders: u32,
     pub completed: u32,
     pub leechers: u32,
+}
+
+/// A request as a tracker reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UdpRequest {
+    Connect {
+        transaction_id: u32,
+    },
+    Announce(UdpAnnounce),
+    Scrape {
+        connection_id: u64,
+        transaction_id: u32,
+        hashes: Vec<InfoHash>,
+    },
+}
+
+impl UdpRequest {
+    /// Decodes a request packet. Bytes after an announce's 98 (BEP 41
+    /// options) are ignored.
+    pub fn decode(packet: &[u8]) -> Result<UdpRequest, UdpTrackerError> {
+        if packet.len() < 16 || packet.len() > MAX_PACKET {
+            return Err(UdpTrackerError::Malformed("request"));
+        }
+        let u32_at = |i: usize| u32::from_be_bytes(packet[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_be_bytes(packet[i..i + 8].try_into().expect("8 bytes"));
+        let (connection_id, action, transaction_id) = (u64_at(0), u32_at(8), u32_at(12));
+        match action {
+            ACTION_CONNECT if connection_id == PROTOCOL_ID => {
+                Ok(UdpRequest::Connect { transaction_id })
+            }
+            ACTION_ANNOUNCE if packet.len() >= 98 => {
+                let event = match u32_at(80) {
+                    0 => None,
+                    1 => Some(Event::Completed),
+                    2 => Some(Event::Started),
+                    3 => Some(Event::Stopped),
+                    _ => return Err(UdpTrackerError::Malformed("announce")),
+                };
+                let num_want = i32::from_be_bytes(packet[92..96].try_into().expect("4 bytes"));
+                Ok(UdpRequest::Announce(UdpAnnounce {
+                    connection_id,
+                    transaction_id,
+                    info_hash: InfoHash(packet[16..36].try_into().expect("20 bytes")),
+                    peer_id: PeerId(packet[36..56].try_into().expect("20 bytes")),
+                    downloaded: u64_at(56),
+                    left: u64_at(64),
+                    uploaded: u64_at(72),
+                    event,
+                    key: u32_at(88),
+                    num_want: u32::try_from(num_want).ok(),
+                    port: u16::from_be_bytes([packet[96], packet[97]]),
+                }))
+            }
+            ACTION_SCRAPE if (packet.len() - 16).is_multiple_of(20) && packet.len() > 16 => {
+                let hashes: Vec<InfoHash> = packet[16..]
+                    .chunks_exact(20)
+                    .take(MAX_SCRAPE_HASHES)
+                    .map(|c| InfoHash(c.try_into().expect("20 bytes")))
+                    .collect();
+                Ok(UdpRequest::Scrape {
+                    connection_id,
+                    transaction_id,
+                    hashes,
+                })
+            }
+            _ => Err(UdpTrackerError::Malformed("request")),
+        }
+    }
+
+    pub fn transaction_id(&self) -> u32 {
+        match self {
+            UdpRequest::Connect { transaction_id } | UdpRequest::Scrape { transaction_id, .. } => {
+                *transaction_id
+            }
+            UdpRequest::Announce(a) => a.transaction_id,
+        }
+    }
+}
+
+pub fn encode_connect_reply(transaction_id: u32, connection_id: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&ACTION_CONNECT.to_be_bytes());
+    out[4..8].copy_from_slice(&transaction_id.to_be_bytes());
+    out[8..].copy_from_slice(&connection_id.to_be_bytes());
+    out
+}
+
+/// An announce reply. The caller lists peers of the request's address
+/// family only: 6-byte IPv4 entries, or 18-byte IPv6 ones.
+pub fn encode_announce_reply(transaction_id: u32, reply: &UdpAnnounceReply) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + 18 * reply.peers.len());
+    out.extend_from_slice(&ACTION_ANNOUNCE.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    for n in [reply.interval, reply.leechers, reply.seeders] {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    for p in &reply.peers {
+        match p.ip() {
+            IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+        }
+        out.extend_from_slice(&p.port().to_be_bytes());
+    }
+    out
+}
+
+pub fn encode_scrape_reply(transaction_id: u32, entries: &[UdpScrapeEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 12 * entries.len());
+    out.extend_from_slice(&ACTION_SCRAPE.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    for e in entries {
+        for n in [e.seeders, e.completed, e.leechers] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// An error reply; the message is cut to 200 bytes.
+pub fn encode_error(transaction_id: u32, message: &str) -> Vec<u8> {
+    let mut end = message.len().min(200);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = Vec::with_capacity(8 + end);
+    out.extend_from_slice(&ACTION_ERROR.to_be_bytes());
+    out.extend_from_slice(&transaction_id.to_be_bytes());
+    out.extend_from_slice(&message.as_bytes()[..end]);
+    out
 }
 
 pub fn encode_connect(transaction_id: u32) -> [u8; 16] {
@@ -326,9 +456,103 @@ mod tests {
         );
     }
 
+    #[test]
+    fn server_side_round_trips_with_the_client_side() {
+        let c = encode_connect(5);
+        assert_eq!(
+            UdpRequest::decode(&c),
+            Ok(UdpRequest::Connect { transaction_id: 5 })
+        );
+        assert_eq!(decode_connect(&encode_connect_reply(5, 99), 5), Ok(99));
+        let a = UdpAnnounce {
+            connection_id: 99,
+            transaction_id: 6,
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            downloaded: 10,
+            left: 20,
+            uploaded: 30,
+            event: Some(Event::Stopped),
+            key: 4,
+            num_want: Some(12),
+            port: 7000,
+        };
+        assert_eq!(
+            UdpRequest::decode(&a.encode()),
+            Ok(UdpRequest::Announce(a.clone()))
+        );
+        let mut with_options = a.encode().to_vec();
+        with_options.extend_from_slice(&[2, 9, b'/', b'a', b'n', b'n', b'o', b'u', b'n', b'c']);
+        assert_eq!(
+            UdpRequest::decode(&with_options),
+            Ok(UdpRequest::Announce(a))
+        );
+        let reply = UdpAnnounceReply {
+            interval: 60,
+            leechers: 1,
+            seeders: 2,
+            peers: vec!["10.1.2.3:4".parse().unwrap(), "10.1.2.4:5".parse().unwrap()],
+        };
+        assert_eq!(
+            decode_announce(&encode_announce_reply(6, &reply), 6, false),
+            Ok(reply)
+        );
+        let hashes = vec![InfoHash([7; 20]), InfoHash([8; 20])];
+        assert_eq!(
+            UdpRequest::decode(&encode_scrape(99, 8, &hashes)),
+            Ok(UdpRequest::Scrape {
+                connection_id: 99,
+                transaction_id: 8,
+                hashes
+            })
+        );
+        let entries = vec![UdpScrapeEntry {
+            seeders: 1,
+            completed: 2,
+            leechers: 3,
+        }];
+        assert_eq!(
+            decode_scrape(&encode_scrape_reply(8, &entries), 8, 1),
+            Ok(entries)
+        );
+        assert_eq!(
+            decode_connect(&encode_error(5, &"é".repeat(150)), 5),
+            Err(UdpTrackerError::Failure("é".repeat(100)))
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let mut c = encode_connect(1);
+        c[0] = 1; // not the protocol id
+        assert!(UdpRequest::decode(&c).is_err());
+        let mut a = UdpAnnounce {
+            connection_id: 1,
+            transaction_id: 1,
+            info_hash: InfoHash([0; 20]),
+            peer_id: PeerId([0; 20]),
+            downloaded: 0,
+            left: 0,
+            uploaded: 0,
+            event: None,
+            key: 0,
+            num_want: None,
+            port: 1,
+        }
+        .encode();
+        assert!(UdpRequest::decode(&a[..97]).is_err(), "short announce");
+        a[83] = 9;
+        assert!(UdpRequest::decode(&a).is_err(), "unknown event");
+        assert!(
+            UdpRequest::decode(&encode_scrape(1, 1, &[])).is_err(),
+            "no hashes"
+        );
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), tid: u32) {
+            let _ = UdpRequest::decode(&bytes);
             let _ = decode_connect(&bytes, tid);
             let _ = decode_announce(&bytes, tid, false);
             let _ = decode_announce(&bytes, tid, true);
