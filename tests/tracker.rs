@@ -1,4 +1,4 @@
-//! The HTTP tracker and its client over real loopback sockets, the
+//! The tracker (HTTP and UDP) and its client over real loopback sockets, the
 //! `btnode tracker` binary, and a swarm that finds itself through it.
 
 mod support;
@@ -250,6 +250,38 @@ fn shutdown_joins_and_closes_the_port() {
     let addr = server.local_addr();
     server.shutdown();
     assert!(wait_until(T, || TcpStream::connect(addr).is_err()));
+}
+
+/// A parent that closes the tracker's stdout before the banner is written
+/// (it read what it wanted, or never cared) must not stop the tracker:
+/// it keeps answering over HTTP and UDP.
+#[test]
+fn the_tracker_binary_keeps_serving_when_its_stdout_is_closed() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_btnode"))
+        .args(["tracker", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let http = format!("http://127.0.0.1:{port}/announce");
+    let udp = format!("udp://127.0.0.1:{port}/announce");
+    let served = wait_until(Duration::from_secs(30), || {
+        client::announce(&http, &request(4701, 1, None), T).is_ok()
+    });
+    let udp_reply = client::announce(&udp, &request(4702, 1, None), T);
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served, "the tracker never answered over HTTP");
+    assert_eq!(udp_reply.unwrap().peers, vec![local(4701)]);
+    assert!(alive, "the tracker exited");
 }
 
 #[test]

@@ -529,10 +529,15 @@ pub fn run(args: &TrackerArgs) -> std::io::Result<()> {
         a if a.ip().is_unspecified() => SocketAddr::new([127, 0, 0, 1].into(), a.port()),
         a => a,
     };
+    // One write for both lines, and a closed stdout (a parent that read
+    // what it needed and went) is no reason to stop serving.
+    let banner = format!(
+        "tracker listening on http://{shown}/announce\ntracker listening on udp://{shown}/announce\n"
+    );
     let mut out = std::io::stdout().lock();
-    writeln!(out, "tracker listening on http://{shown}/announce")?;
-    writeln!(out, "tracker listening on udp://{shown}/announce")?;
-    out.flush()?;
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        log::warn!("cannot print the banner: {e}");
+    }
     drop(out);
     log::info!("tracker on {}", server.local_addr());
     let _ = signals.recv();
