@@ -77,6 +77,63 @@ fn download_rate_limit_caps_the_leecher() {
     assert!(took >= Duration::from_millis(2500), "done in {took:?}");
 }
 
+/// Peer exchange (BEP 11): a leecher that knows only one peer learns from
+/// it the seeder it is connected to, and dials it. No tracker, no overlay:
+/// the exchange is the only way the newcomer can hear of the seeder.
+#[test]
+fn peer_exchange_introduces_the_seeder_to_a_leecher_that_knew_only_a_peer() {
+    let tmp = tempdir();
+    let torrent = seeded(tmp.path(), "file.bin", 4 * 1024 * 1024, Some("65536"));
+    // Slow enough that the middle peer is still leeching (seeds drop each
+    // other) when the newcomer arrives.
+    let seeder = Node::start(
+        &torrent,
+        &tmp.path().join("seed"),
+        &[
+            "--discovery-mode",
+            "tracker",
+            "--upload-rate-limit",
+            "500000",
+        ],
+    );
+    let seeder_addr = seeder.addr();
+    let connected_to = |node: &Node, addr: &str| {
+        node.status().is_some_and(|st| {
+            st["peers"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["addr"] == addr))
+        })
+    };
+    let middle = Node::start(
+        &torrent,
+        &tmp.path().join("middle"),
+        &["--discovery-mode", "tracker", "--peer", &seeder_addr],
+    );
+    assert!(wait_until(LONG, || connected_to(&middle, &seeder_addr)));
+    let mut late = Node::start(
+        &torrent,
+        &tmp.path().join("late"),
+        &[
+            "--discovery-mode",
+            "tracker",
+            "--peer",
+            &middle.addr(),
+            "--exit-on-complete",
+        ],
+    );
+    assert!(
+        wait_until(LONG, || connected_to(&late, &seeder_addr)
+            || late.stat_u64("known_peers").is_some_and(|n| n >= 2)),
+        "the newcomer never heard of the seeder; log:\n{}",
+        late.log()
+    );
+    assert_eq!(late.wait_exit(LONG), Some(0), "{}", late.log());
+    assert_eq!(
+        sha256(&tmp.path().join("late/file.bin")),
+        sha256(&tmp.path().join("seed/file.bin"))
+    );
+}
+
 #[test]
 fn multi_file_torrent_with_nested_folders_and_a_tiny_file() {
     let tmp = tempdir();

@@ -96,6 +96,8 @@ pub fn run_torrent(
         pool.submitter(),
         seed,
     );
+    // BEP 27: a private torrent's peers come from its tracker only.
+    state.pex_enabled = !meta.private;
 
     // Resume: verify, in parallel, every piece whose files already existed.
     let to_check: Vec<usize> = (0..meta.num_pieces())
@@ -295,7 +297,12 @@ pub fn run_torrent(
                 for addr in swarm.take_refused() {
                     candidates.ban(addr);
                 }
-                swarm.state.lock().tick(now);
+                let learned = {
+                    let mut state = swarm.state.lock();
+                    state.tick(now);
+                    state.take_pex_learned()
+                };
+                candidates.add(learned, now);
                 dial_due(&swarm, &mut candidates, config.max_peers);
                 if mode == DiscoveryMode::Hybrid
                     && announcer.is_none()

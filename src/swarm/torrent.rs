@@ -21,11 +21,18 @@ use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
 use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
 use crate::storage::{HashJob, HashPurpose, HashResult};
 use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
+use crate::wire::pex;
 
 /// Requests a peer may queue with us before it is dropped (a request storm).
 pub const MAX_QUEUED_UPLOADS: usize = 2048;
 /// Advertised in our extension handshake.
 pub const OUR_REQQ: u32 = 2048;
+/// How often each peer gets a peer exchange message (BEP 11: once a minute).
+pub const PEX_INTERVAL: Duration = Duration::from_secs(60);
+/// A peer's exchange messages closer together than this are ignored.
+pub const PEX_MIN_GAP: Duration = Duration::from_secs(45);
+/// Most learned addresses held for the node between two of its ticks.
+const MAX_PEX_LEARNED: usize = 500;
 /// Outstanding requests to a peer whose limit we do not know.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 pub const MIN_WINDOW: u32 = 128;
@@ -116,6 +123,16 @@ pub struct PeerState {
     pub down: Rate,
     pub up: Rate,
     close: Option<DropReason>,
+    /// Where the peer accepts connections: the address we dialed, or its
+    /// IP plus the port its extension handshake gave. Only these are worth
+    /// passing on in peer exchange.
+    listen_addr: Option<SocketAddr>,
+    /// The peer's id for `ut_pex`, if it speaks peer exchange.
+    ut_pex: Option<u8>,
+    /// Addresses our last peer exchange messages told it are connected.
+    pex_told: HashSet<SocketAddr>,
+    pex_due: Option<Instant>,
+    pex_heard: Option<Instant>,
 }
 
 impl PeerState {
@@ -173,6 +190,10 @@ pub struct TorrentState {
     hash_jobs: Sender<HashJob>,
     pub stats: Stats,
     pub listen_port: u16,
+    /// Peer exchange (BEP 11) on; off for private torrents (BEP 27).
+    pub pex_enabled: bool,
+    /// Addresses peers told us about, for the node to dial.
+    pex_learned: Vec<SocketAddr>,
 }
 
 impl TorrentState {
@@ -201,7 +222,14 @@ impl TorrentState {
             hash_jobs,
             stats: Stats::default(),
             listen_port: 0,
+            pex_enabled: true,
+            pex_learned: Vec::new(),
         }
+    }
+
+    /// Addresses learned through peer exchange since the last call.
+    pub fn take_pex_learned(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.pex_learned)
     }
 
     pub fn have(&self) -> &Bitfield {
@@ -283,12 +311,18 @@ impl TorrentState {
             down: Rate::default(),
             up: Rate::default(),
             close: None,
+            listen_addr: outgoing.then_some(addr),
+            ut_pex: None,
+            pex_told: HashSet::new(),
+            pex_due: None,
+            pex_heard: None,
         };
         if extensions {
             let hs = ExtendedHandshake {
                 reqq: Some(OUR_REQQ),
                 client: Some(format!("btnode {}", env!("CARGO_PKG_VERSION"))),
                 listen_port: Some(self.listen_port).filter(|&p| p != 0),
+                ut_pex: self.pex_enabled.then_some(pex::OUR_UT_PEX_ID),
             };
             peer.send(Message::Extended {
                 ext_id: 0,
@@ -415,16 +449,92 @@ impl TorrentState {
             Message::Extended { ext_id, payload } => {
                 if ext_id == 0 {
                     if let Ok(hs) = ExtendedHandshake::decode(&payload) {
+                        let pex_enabled = self.pex_enabled;
                         let peer = self.peer_mut(key)?;
                         if let Some(q) = hs.reqq {
                             peer.reqq = q.max(1);
                         }
                         peer.client = hs.client;
+                        if let (false, Some(port)) = (peer.outgoing, hs.listen_port) {
+                            peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), port));
+                        }
+                        if pex_enabled && peer.ut_pex.is_none() && hs.ut_pex.is_some() {
+                            // The first message goes out at the next tick.
+                            peer.pex_due = Some(Instant::now());
+                        }
+                        peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
                     }
+                } else if ext_id == pex::OUR_UT_PEX_ID && self.pex_enabled {
+                    self.on_pex(key, &payload)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A peer's `ut_pex` message: new addresses for the node to try. A
+    /// malformed one is ignored, and so is one that comes sooner than
+    /// [`PEX_MIN_GAP`] after the last (BEP 11 asks for one a minute), so a
+    /// peer cannot flood us with addresses.
+    fn on_pex(&mut self, key: PeerKey, payload: &[u8]) -> Result<(), DropReason> {
+        let now = Instant::now();
+        let peer = self.peer_mut(key)?;
+        if peer
+            .pex_heard
+            .is_some_and(|t| now.duration_since(t) < PEX_MIN_GAP)
+        {
+            return Ok(());
+        }
+        peer.pex_heard = Some(now);
+        let Ok(msg) = pex::PexMessage::decode(payload) else {
+            return Ok(());
+        };
+        let room = MAX_PEX_LEARNED.saturating_sub(self.pex_learned.len());
+        self.pex_learned.extend(msg.added.into_iter().take(room));
+        Ok(())
+    }
+
+    /// Sends each peer exchange peer that is due what changed in our
+    /// connected set since its last message: connectable addresses only,
+    /// never the peer's own, at most 50 added and 50 dropped.
+    fn send_pex(&mut self, now: Instant) {
+        let connected: HashSet<SocketAddr> =
+            self.peers.values().filter_map(|p| p.listen_addr).collect();
+        for peer in self.peers.values_mut() {
+            let (Some(id), Some(due)) = (peer.ut_pex, peer.pex_due) else {
+                continue;
+            };
+            if due > now {
+                continue;
+            }
+            peer.pex_due = Some(now + PEX_INTERVAL);
+            let own = peer.listen_addr;
+            let added: Vec<SocketAddr> = connected
+                .iter()
+                .filter(|a| Some(**a) != own && **a != peer.addr && !peer.pex_told.contains(a))
+                .take(pex::SEND_PEX_PEERS)
+                .copied()
+                .collect();
+            let dropped: Vec<SocketAddr> = peer
+                .pex_told
+                .iter()
+                .filter(|a| !connected.contains(a))
+                .take(pex::SEND_PEX_PEERS)
+                .copied()
+                .collect();
+            if added.is_empty() && dropped.is_empty() {
+                continue;
+            }
+            for a in &dropped {
+                peer.pex_told.remove(a);
+            }
+            peer.pex_told.extend(added.iter().copied());
+            let payload = pex::PexMessage { added, dropped }.encode();
+            peer.send(Message::Extended {
+                ext_id: id,
+                payload,
+            });
+        }
     }
 
     fn check_both_seeds(&mut self, key: PeerKey) -> Result<(), DropReason> {
@@ -690,6 +800,7 @@ impl TorrentState {
             self.last_rechoke = now;
             self.rechoke(now);
         }
+        self.send_pex(now);
         self.fill_all();
     }
 
@@ -936,5 +1047,135 @@ mod tests {
         assert!(s.on_message(a, Message::Have(3)).is_err());
         let (b, _wb) = add_peer(&mut s, 2);
         assert!(s.on_message(b, Message::Bitfield(vec![0xff])).is_err());
+    }
+
+    fn pex_messages(s: &mut TorrentState, key: PeerKey) -> Vec<pex::PexMessage> {
+        s.take_outgoing(key, 0, 0)
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Extended { ext_id: 7, payload } => {
+                    Some(pex::PexMessage::decode(payload).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn peer_exchange_tells_connectable_peers_and_learns_bounded() {
+        let (mut s, _rx) = state(4, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1001);
+        let (_b, _wb) = add_peer(&mut s, 1002);
+        // An incoming peer: its address has an ephemeral port; its
+        // handshake names its listening port and its ut_pex id.
+        let (wtx, _wc) = crossbeam_channel::bounded(1);
+        let ephemeral = SocketAddr::from(([127, 0, 0, 3], 55555));
+        let c = s.register(ephemeral, PeerId([3; 20]), true, false, wtx);
+        let ours = s.take_outgoing(c, 0, 0).messages;
+        let Some(Message::Extended { payload, .. }) = ours.first() else {
+            panic!("no extension handshake: {ours:?}");
+        };
+        assert_eq!(
+            ExtendedHandshake::decode(payload).unwrap().ut_pex,
+            Some(pex::OUR_UT_PEX_ID)
+        );
+        let hs = ExtendedHandshake {
+            listen_port: Some(1003),
+            ut_pex: Some(7),
+            ..Default::default()
+        };
+        s.on_message(
+            c,
+            Message::Extended {
+                ext_id: 0,
+                payload: hs.encode(),
+            },
+        )
+        .unwrap();
+        let now = Instant::now() + Duration::from_secs(1);
+        s.tick(now);
+        let sent = pex_messages(&mut s, c);
+        assert_eq!(sent.len(), 1);
+        let mut added = sent[0].added.clone();
+        added.sort();
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(
+            added,
+            vec![local(1001), local(1002)],
+            "never the peer itself"
+        );
+        s.tick(now + Duration::from_secs(30));
+        assert!(pex_messages(&mut s, c).is_empty(), "once a minute");
+        s.unregister(a);
+        s.tick(now + PEX_INTERVAL);
+        let sent = pex_messages(&mut s, c);
+        assert_eq!(sent[0].dropped, vec![local(1001)]);
+        assert!(sent[0].added.is_empty());
+        // C's own exchange: learned once; a second one at once is ignored.
+        let theirs = pex::PexMessage {
+            added: vec!["10.9.9.9:6881".parse().unwrap()],
+            dropped: vec![],
+        };
+        let msg = Message::Extended {
+            ext_id: pex::OUR_UT_PEX_ID,
+            payload: theirs.encode(),
+        };
+        s.on_message(c, msg.clone()).unwrap();
+        s.on_message(c, msg).unwrap();
+        assert_eq!(s.take_pex_learned(), theirs.added);
+        // Garbage is ignored, not a reason to drop the peer.
+        let junk = Message::Extended {
+            ext_id: pex::OUR_UT_PEX_ID,
+            payload: b"garbage".to_vec(),
+        };
+        assert!(s.on_message(c, junk).is_ok());
+    }
+
+    #[test]
+    fn private_torrents_do_not_exchange_peers() {
+        let (mut s, _rx) = state(4, BLOCK_SIZE as u64);
+        s.pex_enabled = false;
+        let _ = add_peer(&mut s, 1001);
+        let (wtx, _wc) = crossbeam_channel::bounded(1);
+        let c = s.register(
+            SocketAddr::from(([127, 0, 0, 3], 5)),
+            PeerId([3; 20]),
+            true,
+            true,
+            wtx,
+        );
+        let ours = s.take_outgoing(c, 0, 0).messages;
+        let Some(Message::Extended { payload, .. }) = ours.first() else {
+            panic!("no extension handshake");
+        };
+        assert_eq!(ExtendedHandshake::decode(payload).unwrap().ut_pex, None);
+        let hs = ExtendedHandshake {
+            ut_pex: Some(7),
+            ..Default::default()
+        };
+        s.on_message(
+            c,
+            Message::Extended {
+                ext_id: 0,
+                payload: hs.encode(),
+            },
+        )
+        .unwrap();
+        s.tick(Instant::now() + Duration::from_secs(1));
+        assert!(pex_messages(&mut s, c).is_empty());
+        let theirs = pex::PexMessage {
+            added: vec!["10.9.9.9:6881".parse().unwrap()],
+            dropped: vec![],
+        };
+        s.on_message(
+            c,
+            Message::Extended {
+                ext_id: pex::OUR_UT_PEX_ID,
+                payload: theirs.encode(),
+            },
+        )
+        .unwrap();
+        assert!(s.take_pex_learned().is_empty());
     }
 }

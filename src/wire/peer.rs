@@ -107,11 +107,19 @@ pub struct ExtendedHandshake {
     pub reqq: Option<u32>,
     pub client: Option<String>,
     pub listen_port: Option<u16>,
+    /// The id the sender wants `ut_pex` (BEP 11) messages sent with; in
+    /// our own handshake, the id we read them under.
+    pub ut_pex: Option<u8>,
 }
 
 impl ExtendedHandshake {
     pub fn encode(&self) -> Vec<u8> {
-        let mut d = vec![("m", Value::dict(Vec::<(Vec<u8>, Value)>::new()))];
+        let m: Vec<(&str, Value)> = self
+            .ut_pex
+            .map(|id| ("ut_pex", Value::Int(id.into())))
+            .into_iter()
+            .collect();
+        let mut d = vec![("m", Value::dict(m))];
         if let Some(q) = self.reqq {
             d.push(("reqq", Value::Int(q as i64)));
         }
@@ -140,7 +148,15 @@ impl ExtendedHandshake {
             listen_port: v
                 .get("p")
                 .and_then(Value::as_int)
-                .and_then(|p| u16::try_from(p).ok()),
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|&p| p != 0),
+            // 0 means "disabled" (BEP 10); ids are one byte.
+            ut_pex: v
+                .get("m")
+                .and_then(|m| m.get("ut_pex"))
+                .and_then(Value::as_int)
+                .and_then(|id| u8::try_from(id).ok())
+                .filter(|&id| id != 0),
         })
     }
 }
@@ -343,6 +359,7 @@ mod tests {
                     reqq: Some(500),
                     client: Some("x".into()),
                     listen_port: None,
+                    ut_pex: Some(3),
                 }
                 .encode(),
             },
@@ -421,6 +438,22 @@ mod tests {
     fn max_frame_covers_big_bitfields() {
         assert_eq!(max_frame_len(8), BLOCK_SIZE + 9);
         assert_eq!(max_frame_len(1_000_000), 125_001);
+    }
+
+    #[test]
+    fn extension_handshake_carries_the_ut_pex_id_both_ways() {
+        let hs = ExtendedHandshake {
+            reqq: None,
+            client: None,
+            listen_port: Some(6881),
+            ut_pex: Some(1),
+        };
+        assert_eq!(ExtendedHandshake::decode(&hs.encode()), Ok(hs));
+        // As libtorrent sends it, with other extensions; 0 disables one.
+        let theirs = b"d1:md11:lt_donthavei7e6:ut_pexi2ee1:pi51413ee";
+        assert_eq!(ExtendedHandshake::decode(theirs).unwrap().ut_pex, Some(2));
+        let disabled = b"d1:md6:ut_pexi0eee";
+        assert_eq!(ExtendedHandshake::decode(disabled).unwrap().ut_pex, None);
     }
 
     proptest! {
