@@ -143,6 +143,11 @@ impl Swarm {
         let handle = std::thread::Builder::new()
             .name(format!("peer-out-{addr}"))
             .spawn(move || {
+                let _slot = SlotGuard {
+                    swarm: &swarm,
+                    id,
+                    dialed: Some(addr),
+                };
                 match handshake::dial(addr, swarm.info_hash, swarm.our_id) {
                     Ok((stream, theirs)) => swarm.run(id, stream, addr, theirs, true),
                     Err(e) => {
@@ -152,7 +157,6 @@ impl Swarm {
                         }
                     }
                 }
-                swarm.finished(id, Some(addr));
             });
         match handle {
             Ok(h) => {
@@ -180,6 +184,11 @@ impl Swarm {
         let spawned = std::thread::Builder::new()
             .name(format!("peer-in-{addr}"))
             .spawn(move || {
+                let _slot = SlotGuard {
+                    swarm: &swarm,
+                    id,
+                    dialed: None,
+                };
                 match handshake::answer(&mut stream, swarm.info_hash, swarm.our_id) {
                     Ok(theirs) => swarm.run(id, stream, addr, theirs, false),
                     Err(e) => {
@@ -187,7 +196,6 @@ impl Swarm {
                         let _ = stream.shutdown(Shutdown::Both);
                     }
                 }
-                swarm.finished(id, None);
             });
         match spawned {
             Ok(h) => {
@@ -261,19 +269,25 @@ impl Swarm {
         }
         let swarm = self.clone();
         let stop = self.stop_rx.clone();
+        let closer = stream.try_clone()?;
         let writer = std::thread::Builder::new()
             .name(format!("peer-w-{addr}"))
             .spawn(move || {
+                // However the writer ends, the socket closes, so the reader
+                // ends too instead of waiting for the idle timeout.
+                let _close = CloseOnDrop(closer);
                 if let Err(e) = swarm.write_loop(key, write_half, waker_rx, stop) {
                     log::debug!("{addr}: writer ended: {e}");
                 }
             })?;
+        let registered = Registered {
+            swarm: &self,
+            key,
+            stream: &stream,
+            waker: &waker_tx,
+        };
         let result = self.read_loop(key, &stream);
-        // The state forgets the peer (its blocks go back to the pool), then
-        // the writer is woken to notice and exit.
-        self.state.lock().unregister(key);
-        let _ = waker_tx.try_send(());
-        let _ = stream.shutdown(Shutdown::Both);
+        drop(registered);
         let _ = writer.join();
         result
     }
@@ -433,6 +447,46 @@ impl Swarm {
                 let _ = handle.join();
             }
         }
+    }
+}
+
+/// Frees a connection's slot when its thread ends, even by a panic (a bug
+/// must not leak a slot until restart).
+struct SlotGuard<'a> {
+    swarm: &'a Swarm,
+    id: u64,
+    dialed: Option<SocketAddr>,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.swarm.finished(self.id, self.dialed);
+    }
+}
+
+struct CloseOnDrop(TcpStream);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
+/// A registered peer's teardown, run when its reader stops (or panics):
+/// the state forgets the peer (its blocks go back to the pool), the writer
+/// is woken to notice and exit, and the socket closes.
+struct Registered<'a> {
+    swarm: &'a Swarm,
+    key: PeerKey,
+    stream: &'a TcpStream,
+    waker: &'a Sender<()>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.swarm.state.lock().unregister(self.key);
+        let _ = self.waker.try_send(());
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 

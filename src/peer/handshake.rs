@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::{InfoHash, PeerId};
 use crate::wire::peer::{Handshake, HANDSHAKE_LEN};
@@ -22,9 +22,26 @@ pub enum HandshakeError {
     OurOwnId,
 }
 
+/// Reads the 68 bytes within one deadline for the whole handshake: a
+/// socket read timeout alone restarts with every byte, so a peer trickling
+/// a byte every few seconds could hold a connection slot for minutes.
 fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     let mut buf = [0u8; HANDSHAKE_LEN];
-    stream.read_exact(&mut buf)?;
+    let mut filled = 0;
+    while filled < HANDSHAKE_LEN {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake took too long").into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Handshake::decode(&buf).map_err(|_| HandshakeError::NotBitTorrent)
 }
 
