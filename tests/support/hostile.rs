@@ -94,3 +94,221 @@ pub fn handshake_answered(addr: &str, info_hash: InfoHash) -> bool {
     let mut reply = [0u8; HANDSHAKE_LEN];
     s.read_exact(&mut reply).is_ok()
 }
+
+/// A handshake with no extension bit: the node then sends us no BEP 10
+/// handshake, so everything it sends is plain BEP 3.
+pub fn plain_handshake(info_hash: InfoHash, peer_id: PeerId) -> [u8; HANDSHAKE_LEN] {
+    Handshake {
+        reserved: [0; 8],
+        info_hash,
+        peer_id,
+    }
+    .encode()
+}
+
+/// A peer id of our own, distinct per `n` (the node refuses duplicates).
+pub fn hostile_id(n: u8) -> PeerId {
+    let mut id = [b'H'; 20];
+    id[..8].copy_from_slice(b"-HS0001-");
+    id[19] = n;
+    PeerId(id)
+}
+
+/// One framed message with any id and payload, valid or not.
+pub fn frame(msg_id: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.extend_from_slice(&(1 + payload.len() as u32).to_be_bytes());
+    out.push(msg_id);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Whether the other side has closed `s`, checked without waiting long and
+/// without consuming data: `Some(true)` closed (EOF or reset), `Some(false)`
+/// open, `None` data is waiting (open, and talking).
+pub fn closed_now(s: &TcpStream) -> Option<bool> {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut b = [0u8; 1];
+    match s.peek(&mut b) {
+        Ok(0) => Some(true),
+        Ok(_) => None,
+        Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => Some(false),
+        Err(_) => Some(true),
+    }
+}
+
+/// Raw TCP connections to `addr` that never send a byte.
+pub fn idle_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).unwrap()
+        })
+        .collect()
+}
+
+/// A hand-driven peerwire connection: raw bytes out, decoded messages in.
+/// Every read and write is bounded in time.
+pub struct RawPeer {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// What a bounded wait for a message ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Message(Message),
+    TimedOut,
+    /// The node closed the connection (EOF or reset).
+    Closed,
+}
+
+impl RawPeer {
+    /// Connects and sends a handshake (no extension bit) with `peer_id`;
+    /// `None` if the node closed the connection instead of answering.
+    pub fn try_connect(addr: &str, info_hash: InfoHash, peer_id: PeerId) -> Option<RawPeer> {
+        let mut s =
+            TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5)).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&plain_handshake(info_hash, peer_id)).ok()?;
+        let mut reply = [0u8; HANDSHAKE_LEN];
+        s.read_exact(&mut reply).ok()?;
+        let theirs = Handshake::decode(&reply).expect("the node answered with a bad handshake");
+        assert_eq!(
+            theirs.info_hash, info_hash,
+            "the node answered another torrent"
+        );
+        Some(RawPeer {
+            stream: s,
+            buf: Vec::new(),
+        })
+    }
+
+    /// As [`RawPeer::try_connect`], panicking if the node does not answer.
+    pub fn connect(addr: &str, info_hash: InfoHash, peer_id: PeerId) -> RawPeer {
+        RawPeer::try_connect(addr, info_hash, peer_id)
+            .unwrap_or_else(|| panic!("{addr} closed the connection instead of a handshake"))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
+    /// Writes raw bytes (bounded by the 10 s write timeout).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    pub fn send(&mut self, msg: &Message) {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        self.send_raw(&out)
+            .unwrap_or_else(|e| panic!("sending {msg:?}: {e}"));
+    }
+
+    /// The next message from the node, waiting at most `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Next {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut chunk = [0u8; 65536];
+        loop {
+            match decode_frame(&self.buf, 1 << 20) {
+                Ok(Some((msg, used))) => {
+                    self.buf.drain(..used);
+                    return Next::Message(msg);
+                }
+                Ok(None) => {}
+                Err(e) => panic!("the node sent an undecodable frame: {e}"),
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Next::TimedOut;
+            }
+            self.stream
+                .set_read_timeout(Some(left.min(Duration::from_millis(200))))
+                .unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Next::Closed,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Closed,
+            }
+        }
+    }
+
+    /// Reads until a message matching `want` arrives (others are skipped);
+    /// `None` on timeout or close.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut want: impl FnMut(&Message) -> bool,
+    ) -> Option<Message> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.next(left) {
+                Next::Message(m) if want(&m) => return Some(m),
+                Next::Message(_) => {}
+                Next::TimedOut | Next::Closed => return None,
+            }
+        }
+    }
+
+    /// Reads and discards whatever the node sends until it closes the
+    /// connection: true if it did so within `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut chunk = [0u8; 65536];
+        self.buf.clear();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.stream
+                .set_read_timeout(Some(left.min(Duration::from_millis(200))))
+                .unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) || e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Sends `interested` and waits for the node's `unchoke`.
+    pub fn get_unchoked(&mut self, timeout: Duration) -> bool {
+        self.send(&Message::Interested);
+        self.wait_for(timeout, |m| matches!(m, Message::Unchoke))
+            .is_some()
+    }
+
+    /// Requests one block (once unchoked) and returns its payload.
+    pub fn fetch_block(
+        &mut self,
+        index: u32,
+        begin: u32,
+        length: u32,
+        timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        self.send(&Message::Request(btnode::wire::peer::BlockRequest {
+            index,
+            begin,
+            length,
+        }));
+        match self.wait_for(timeout, |m| {
+            matches!(m, Message::Piece { index: i, begin: b, .. } if *i == index && *b == begin)
+        })? {
+            Message::Piece { data, .. } => Some(data),
+            _ => unreachable!(),
+        }
+    }
+}
