@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use btnode::core::Metainfo;
+use btnode::core::{InfoHash, Metainfo};
+use btnode::tracker::client::ScrapeStats;
 use support::*;
 
 const T: Duration = Duration::from_secs(120);
@@ -306,12 +307,7 @@ fn libtorrent_leeches_through_btnode_tracker_over_udp() {
     let url = tracker.url.replacen("http://", "udp://", 1);
     let s = single_file(3_000_000, Some(&url));
     let hash = s.meta.info_hash;
-    let scrape = || {
-        btnode::tracker::client::scrape(&url, &[hash], Duration::from_secs(5))
-            .ok()
-            .and_then(|m| m.get(&hash).copied())
-            .unwrap_or_default()
-    };
+    let scrape = || scrape_counts(&url, hash);
     let seeder = Node::start(&s.torrent, &s.root.join("seed"), &TRACKERLESS);
     assert!(
         wait_until(Duration::from_secs(30), || scrape().complete >= 1),
@@ -366,6 +362,15 @@ fn libtorrent_and_aria2_leech_from_btnode_through_opentracker() {
     assert!(same_file(&s, "aria2"));
 }
 
+/// One torrent's counts from a scrape of `url` (zeros when it fails, so
+/// a poll can wait for them to rise).
+fn scrape_counts(url: &str, hash: InfoHash) -> ScrapeStats {
+    btnode::tracker::client::scrape(url, &[hash], Duration::from_secs(5))
+        .ok()
+        .and_then(|m| m.get(&hash).copied())
+        .unwrap_or_default()
+}
+
 /// opentracker on `port` (HTTP and UDP), serving only this setup's torrent
 /// (Debian's build answers whitelisted info-hashes only).
 fn opentracker(s: &Setup, port: u16) -> Client {
@@ -409,12 +414,7 @@ fn btnode_and_libtorrent_meet_through_opentracker_over_udp() {
     let s = single_file(3_000_000, Some(&url));
     let _ot = opentracker(&s, port);
     let hash = s.meta.info_hash;
-    let scrape = || {
-        btnode::tracker::client::scrape(&url, &[hash], Duration::from_secs(5))
-            .ok()
-            .and_then(|m| m.get(&hash).copied())
-            .unwrap_or_default()
-    };
+    let scrape = || scrape_counts(&url, hash);
     let seeder = Node::start(&s.torrent, &s.root.join("seed"), &TRACKERLESS);
     assert!(
         wait_until(Duration::from_secs(30), || scrape().complete >= 1),

@@ -152,6 +152,16 @@ fn interpret<T>(
     }
 }
 
+/// The peers of a reply worth dialing, whichever transport brought them:
+/// no unspecified address or port 0, each once, in the tracker's order.
+pub(super) fn usable_peers(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let mut seen = HashSet::new();
+    addrs
+        .into_iter()
+        .filter(|a| !a.ip().is_unspecified() && a.port() != 0 && seen.insert(*a))
+        .collect()
+}
+
 fn is_udp(url: &str) -> bool {
     url.get(..6)
         .is_some_and(|s| s.eq_ignore_ascii_case("udp://"))
@@ -182,13 +192,7 @@ pub fn announce(
         get(&codec::with_query(url, &wire.to_query()), timeout)?,
         AnnounceReply::decode,
     )?;
-    let mut seen = HashSet::new();
-    let peers = reply
-        .peers
-        .into_iter()
-        .map(|p| p.addr)
-        .filter(|a| !a.ip().is_unspecified() && seen.insert(*a))
-        .collect();
+    let peers = usable_peers(reply.peers.into_iter().map(|p| p.addr));
     Ok(AnnounceResponse {
         interval: Duration::from_secs(reply.interval.into()).max(MIN_INTERVAL),
         min_interval: reply.min_interval.map(|s| Duration::from_secs(s.into())),

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::client::{AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, MIN_INTERVAL};
+use super::client::{
+    usable_peers, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, MIN_INTERVAL,
+};
 use crate::core::InfoHash;
 use crate::wire::udp_tracker::{self as codec, UdpAnnounce, UdpTrackerError, MAX_PACKET};
 
@@ -191,10 +193,7 @@ pub fn announce(
         .encode();
         ex.request(&packet, |p| codec::decode_announce(p, tid, ipv6))
     })?;
-    let mut peers = reply.peers;
-    peers.retain(|a| !a.ip().is_unspecified() && a.port() != 0);
-    let mut seen = std::collections::HashSet::new();
-    peers.retain(|a| seen.insert(*a));
+    let peers = usable_peers(reply.peers);
     Ok(AnnounceResponse {
         interval: Duration::from_secs(reply.interval.into()).max(MIN_INTERVAL),
         min_interval: None,
