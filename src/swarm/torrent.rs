@@ -1049,6 +1049,35 @@ mod tests {
         assert!(s.on_message(b, Message::Bitfield(vec![0xff])).is_err());
     }
 
+    /// Registers a BEP 10 peer at `addr`, reads the ut_pex id our extension
+    /// handshake offered it, and answers with its own handshake (ut_pex id
+    /// 7, and `listen_port`).
+    fn exchange_handshakes(
+        s: &mut TorrentState,
+        addr: SocketAddr,
+        outgoing: bool,
+        listen_port: Option<u16>,
+    ) -> (PeerKey, Option<u8>, crossbeam_channel::Receiver<()>) {
+        let (wtx, wrx) = crossbeam_channel::bounded(1);
+        let key = s.register(addr, PeerId([3; 20]), true, outgoing, wtx);
+        let ours = s.take_outgoing(key, 0, 0).messages;
+        let Some(Message::Extended { payload, .. }) = ours.first() else {
+            panic!("no extension handshake: {ours:?}");
+        };
+        let offered = ExtendedHandshake::decode(payload).unwrap().ut_pex;
+        let theirs = ExtendedHandshake {
+            listen_port,
+            ut_pex: Some(7),
+            ..Default::default()
+        };
+        let msg = Message::Extended {
+            ext_id: 0,
+            payload: theirs.encode(),
+        };
+        s.on_message(key, msg).unwrap();
+        (key, offered, wrx)
+    }
+
     fn pex_messages(s: &mut TorrentState, key: PeerKey) -> Vec<pex::PexMessage> {
         s.take_outgoing(key, 0, 0)
             .messages
@@ -1069,30 +1098,9 @@ mod tests {
         let (_b, _wb) = add_peer(&mut s, 1002);
         // An incoming peer: its address has an ephemeral port; its
         // handshake names its listening port and its ut_pex id.
-        let (wtx, _wc) = crossbeam_channel::bounded(1);
         let ephemeral = SocketAddr::from(([127, 0, 0, 3], 55555));
-        let c = s.register(ephemeral, PeerId([3; 20]), true, false, wtx);
-        let ours = s.take_outgoing(c, 0, 0).messages;
-        let Some(Message::Extended { payload, .. }) = ours.first() else {
-            panic!("no extension handshake: {ours:?}");
-        };
-        assert_eq!(
-            ExtendedHandshake::decode(payload).unwrap().ut_pex,
-            Some(pex::OUR_UT_PEX_ID)
-        );
-        let hs = ExtendedHandshake {
-            listen_port: Some(1003),
-            ut_pex: Some(7),
-            ..Default::default()
-        };
-        s.on_message(
-            c,
-            Message::Extended {
-                ext_id: 0,
-                payload: hs.encode(),
-            },
-        )
-        .unwrap();
+        let (c, offered, _wc) = exchange_handshakes(&mut s, ephemeral, false, Some(1003));
+        assert_eq!(offered, Some(pex::OUR_UT_PEX_ID));
         let now = Instant::now() + Duration::from_secs(1);
         s.tick(now);
         let sent = pex_messages(&mut s, c);
@@ -1137,31 +1145,9 @@ mod tests {
         let (mut s, _rx) = state(4, BLOCK_SIZE as u64);
         s.pex_enabled = false;
         let _ = add_peer(&mut s, 1001);
-        let (wtx, _wc) = crossbeam_channel::bounded(1);
-        let c = s.register(
-            SocketAddr::from(([127, 0, 0, 3], 5)),
-            PeerId([3; 20]),
-            true,
-            true,
-            wtx,
-        );
-        let ours = s.take_outgoing(c, 0, 0).messages;
-        let Some(Message::Extended { payload, .. }) = ours.first() else {
-            panic!("no extension handshake");
-        };
-        assert_eq!(ExtendedHandshake::decode(payload).unwrap().ut_pex, None);
-        let hs = ExtendedHandshake {
-            ut_pex: Some(7),
-            ..Default::default()
-        };
-        s.on_message(
-            c,
-            Message::Extended {
-                ext_id: 0,
-                payload: hs.encode(),
-            },
-        )
-        .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 3], 5));
+        let (c, offered, _wc) = exchange_handshakes(&mut s, addr, true, None);
+        assert_eq!(offered, None);
         s.tick(Instant::now() + Duration::from_secs(1));
         assert!(pex_messages(&mut s, c).is_empty());
         let theirs = pex::PexMessage {
