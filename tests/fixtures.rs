@@ -1,4 +1,4 @@
-//! Every torrent in `../shared/fixtures/` (libtorrent's corpus of valid and
+//! Every torrent in `tests/fixtures/` (libtorrent's corpus of valid and
 //! deliberately broken torrents, and real-world webtorrent torrents) loads
 //! or is refused as the table says: no panic, no hang, every unsafe path
 //! refused, the same info-hash as libtorrent, and the same verdict as
@@ -557,10 +557,12 @@ const TABLE: &[(&str, Expect, bool)] = &[
     ),
 ];
 
+/// The vendored fixtures (`tests/fixtures/README.md` says where they come
+/// from); `BTNODE_FIXTURES` points elsewhere for a larger corpus.
 fn fixtures() -> PathBuf {
     let dir = std::env::var_os("BTNODE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
     assert!(
         dir.join("libtorrent-test-torrents").is_dir(),
         "fixtures not found at {} (set BTNODE_FIXTURES)",

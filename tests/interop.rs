@@ -546,7 +546,7 @@ fn torrents_made_by_other_tools_and_by_btnode_agree_on_the_info_hash() {
 fn fixtures() -> PathBuf {
     std::env::var_os("BTNODE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
 }
 
 #[test]
