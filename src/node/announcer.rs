@@ -1,21 +1,22 @@
 //! The tracker announcer thread: `started`, then periodic announces,
 //! `completed` when told, and `stopped` at shutdown. Peers it learns go to
-//! the node loop over a channel.
+//! the node loop over a channel. When and whom to ask is
+//! `tracker::schedule`'s decision (clamped intervals, backoff, logging a
+//! failure once per change); this thread only does the I/O.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::core::{InfoHash, PeerId};
 use crate::tracker::client::{self, AnnounceRequest, Event};
+use crate::tracker::schedule::{self, Outcome, TrackerSet};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const STOPPED_TIMEOUT: Duration = Duration::from_secs(2);
-const RETRY: Duration = Duration::from_secs(15);
-const MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnnounceCommand {
@@ -79,9 +80,17 @@ fn announce_loop(
     commands: Receiver<AnnounceCommand>,
     stop: Receiver<()>,
 ) {
-    let announce = |event: Option<Event>, timeout: Duration| -> Option<Duration> {
+    let mut trackers = TrackerSet::new(&cfg.urls, cfg.interval, Instant::now());
+    if cfg.urls.len() > trackers.len() {
+        log::warn!(
+            "the torrent names {} trackers; asking only the first {} distinct ones",
+            cfg.urls.len(),
+            trackers.len()
+        );
+    }
+    let request = |event: Option<Event>| {
         let (uploaded, downloaded, left) = counters();
-        let req = AnnounceRequest {
+        AnnounceRequest {
             info_hash: cfg.info_hash,
             peer_id: cfg.peer_id,
             port: cfg.port,
@@ -90,26 +99,42 @@ fn announce_loop(
             left,
             event,
             numwant: Some(50),
-        };
-        for url in &cfg.urls {
-            match client::announce(url, &req, timeout) {
+        }
+    };
+    // One round: the due trackers in order until one answers. True if one did.
+    let announce_round = |trackers: &mut TrackerSet, urls: Vec<String>, event, timeout| {
+        let req = request(event);
+        for url in urls {
+            let outcome = match client::announce(&url, &req, timeout) {
                 Ok(resp) => {
                     if let Some(w) = &resp.warning {
-                        log::warn!("tracker {url}: {w}");
+                        log::warn!("tracker {}: {}", schedule::shown(&url), schedule::shown(w));
                     }
-                    log::debug!("tracker {url}: {} peers", resp.peers.len());
+                    log::debug!(
+                        "tracker {}: {} peers",
+                        schedule::shown(&url),
+                        resp.peers.len()
+                    );
                     let _ = peers.send(resp.peers);
-                    let interval = cfg
-                        .interval
-                        .unwrap_or(resp.interval)
-                        .max(resp.min_interval.unwrap_or(Duration::ZERO))
-                        .max(MIN_INTERVAL);
-                    return Some(interval);
+                    Outcome::Answered {
+                        interval: resp.interval,
+                        min_interval: resp.min_interval,
+                    }
                 }
-                Err(e) => log::warn!("tracker {url}: {e}"),
+                Err(e) => Outcome::Failed {
+                    kind: e.kind(),
+                    reason: e.to_string(),
+                },
+            };
+            let answered = matches!(outcome, Outcome::Answered { .. });
+            if let Some(line) = trackers.record(&url, outcome, Instant::now()) {
+                log::warn!("{line}");
+            }
+            if answered {
+                return true;
             }
         }
-        None
+        false
     };
 
     let mut event = Some(Event::Started);
@@ -119,18 +144,25 @@ fn announce_loop(
             recv(stop) -> _ => break,
             recv(commands) -> c => match c {
                 Ok(AnnounceCommand::Completed) => event = Some(Event::Completed),
-                Ok(AnnounceCommand::Now) => {}
+                // Asked for peers now, but never before the tracker's min interval.
+                Ok(AnnounceCommand::Now) => {
+                    let hold = trackers.forced_wait(Instant::now());
+                    if !hold.is_zero() {
+                        wait = hold;
+                        continue;
+                    }
+                }
                 Err(_) => break,
             },
             default(wait) => {}
         }
-        match announce(event, TIMEOUT) {
-            Some(interval) => {
-                event = None;
-                wait = interval;
-            }
-            None => wait = RETRY,
+        let due = trackers.round(Instant::now());
+        let answered = announce_round(&mut trackers, due, event, TIMEOUT);
+        if answered {
+            event = None;
         }
+        wait = trackers.wait_after_round(answered, Instant::now());
     }
-    let _ = announce(Some(Event::Stopped), STOPPED_TIMEOUT);
+    let urls = trackers.stopping_round();
+    announce_round(&mut trackers, urls, Some(Event::Stopped), STOPPED_TIMEOUT);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::core::{InfoHash, PeerId};
 use crate::overlay::Overlay;
@@ -29,6 +29,7 @@ pub struct OverlayDiscovery {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
     found: Arc<AtomicUsize>,
+    rounds: Receiver<usize>,
 }
 
 impl OverlayDiscovery {
@@ -44,6 +45,8 @@ impl OverlayDiscovery {
         let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let found = Arc::new(AtomicUsize::new(0));
         let found_in = found.clone();
+        // The latest round's count; older ones are not worth queueing.
+        let (rounds_tx, rounds) = crossbeam_channel::bounded::<usize>(1);
         let thread = std::thread::Builder::new()
             .name("overlay-discovery".into())
             .spawn(move || {
@@ -62,6 +65,7 @@ impl OverlayDiscovery {
                         .filter(|a| a.port() != peer_port || !is_own_ip(a))
                         .collect();
                     found_in.store(addrs.len(), Ordering::Relaxed);
+                    let _ = rounds_tx.try_send(addrs.len());
                     if !addrs.is_empty() && peers.send(addrs).is_err() {
                         break;
                     }
@@ -92,12 +96,19 @@ impl OverlayDiscovery {
             stop: Some(stop),
             thread: Some(thread),
             found,
+            rounds,
         })
     }
 
     /// Distinct providers (other than us) the last lookup returned.
     pub fn found(&self) -> usize {
         self.found.load(Ordering::Relaxed)
+    }
+
+    /// Yields the number of providers found after each lookup round, so the
+    /// node can decide on the tracker as soon as the overlay has answered.
+    pub fn rounds(&self) -> &Receiver<usize> {
+        &self.rounds
     }
 
     pub fn completed(&self) {

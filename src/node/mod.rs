@@ -34,8 +34,9 @@ use status::{Progress, Status};
 
 /// How long shutdown waits for connection threads.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
-/// Hybrid mode asks the tracker too when, this long after start, the
-/// overlay has found fewer than `HYBRID_MIN_PEERS` providers.
+/// Hybrid mode asks the tracker too as soon as an overlay lookup round has
+/// found fewer than `HYBRID_MIN_PEERS` providers, and at the latest this
+/// long after start if no round has answered.
 const HYBRID_GRACE: Duration = Duration::from_secs(5);
 const HYBRID_MIN_PEERS: usize = 3;
 
@@ -245,6 +246,8 @@ pub fn run_torrent(
     }
     dial_due(&swarm, &mut candidates, config.max_peers);
     let ticker = crossbeam_channel::tick(Duration::from_secs(1));
+    let never = crossbeam_channel::never();
+    let rounds = discovery.as_ref().map_or(&never, |d| d.rounds());
     let mut exit_now = complete && config.exit_on_complete;
     let mut failure = None;
     while !exit_now {
@@ -286,6 +289,17 @@ pub fn run_torrent(
                     exit_now = config.exit_on_complete;
                 }
             },
+            recv(rounds) -> found => {
+                if let Ok(found) = found {
+                    if mode == DiscoveryMode::Hybrid
+                        && announcer.is_none()
+                        && hybrid_wants_tracker(found, true, started.elapsed())
+                    {
+                        log::info!("overlay found {found} peers: asking the tracker too");
+                        announcer = start_announcer()?;
+                    }
+                }
+            },
             recv(peers_rx) -> addrs => {
                 if let Ok(addrs) = addrs {
                     candidates.add(addrs, Instant::now());
@@ -306,8 +320,11 @@ pub fn run_torrent(
                 dial_due(&swarm, &mut candidates, config.max_peers);
                 if mode == DiscoveryMode::Hybrid
                     && announcer.is_none()
-                    && started.elapsed() >= HYBRID_GRACE
-                    && discovery.as_ref().is_none_or(|d| d.found() < HYBRID_MIN_PEERS)
+                    && hybrid_wants_tracker(
+                        discovery.as_ref().map_or(0, |d| d.found()),
+                        false,
+                        started.elapsed(),
+                    )
                 {
                     log::info!("overlay found too few peers: asking the tracker too");
                     announcer = start_announcer()?;
@@ -359,6 +376,14 @@ pub fn run_torrent(
     failure.map_or(Ok(()), Err)
 }
 
+/// Hybrid mode: whether the tracker should join in. `found` is what the
+/// overlay's latest lookup found; the first round that finds too few is
+/// enough (with no bootstrap and no members it answers at once from the
+/// local store), and the grace only bounds the wait when no round answers.
+fn hybrid_wants_tracker(found: usize, round_answered: bool, elapsed: Duration) -> bool {
+    found < HYBRID_MIN_PEERS && (round_answered || elapsed >= HYBRID_GRACE)
+}
+
 /// Dials every known address that is due, up to the connection limit.
 fn dial_due(swarm: &Arc<Swarm>, candidates: &mut Candidates, max_peers: usize) {
     let connected = swarm.state.lock().peer_addrs();
@@ -383,4 +408,26 @@ pub fn resolve_all(specs: &[String]) -> Vec<SocketAddr> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_asks_the_tracker_once_the_overlay_has_answered_short() {
+        let early = Duration::from_millis(100);
+        assert!(
+            hybrid_wants_tracker(0, true, early),
+            "first round found nobody"
+        );
+        assert!(hybrid_wants_tracker(2, true, early));
+        assert!(!hybrid_wants_tracker(3, true, early), "enough peers");
+        assert!(!hybrid_wants_tracker(0, false, early), "no round yet: wait");
+        assert!(
+            hybrid_wants_tracker(0, false, HYBRID_GRACE),
+            "grace bounds the wait"
+        );
+        assert!(!hybrid_wants_tracker(5, false, HYBRID_GRACE * 2));
+    }
 }

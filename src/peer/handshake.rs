@@ -71,9 +71,15 @@ pub fn answer(
     stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_nodelay(true)?;
     let theirs = read_handshake(stream)?;
-    // Refuse before answering, so a wrong torrent learns nothing.
-    check(&theirs, info_hash, our_id)?;
+    // Refuse a wrong torrent before answering, so it learns nothing. Our own
+    // id is answered first: the dialing side (ourselves, through an address
+    // a tracker or peer handed us) then sees `OurOwnId`, a permanent refusal,
+    // and stops dialing that address instead of retrying it for ever.
+    if theirs.info_hash != info_hash {
+        return Err(HandshakeError::WrongInfoHash);
+    }
     stream.write_all(&Handshake::new(info_hash, our_id).encode())?;
+    check(&theirs, info_hash, our_id)?;
     Ok(theirs)
 }
 
@@ -85,4 +91,30 @@ fn check(h: &Handshake, info_hash: InfoHash, our_id: PeerId) -> Result<(), Hands
         return Err(HandshakeError::OurOwnId);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn dialing_ourselves_is_a_permanent_refusal_on_the_dialing_side() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ih, me) = (InfoHash([7; 20]), PeerId([9; 20]));
+        let accept = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            answer(&mut s, ih, me).map(|_| ())
+        });
+        let dialed = dial(addr, ih, me);
+        assert!(
+            matches!(dialed, Err(HandshakeError::OurOwnId)),
+            "the dialer must learn it reached itself: {dialed:?}"
+        );
+        assert!(matches!(
+            accept.join().unwrap(),
+            Err(HandshakeError::OurOwnId)
+        ));
+    }
 }

@@ -17,9 +17,6 @@ pub use crate::wire::tracker::Event;
 
 /// Largest reply read from a tracker.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
-/// Shortest interval handed to the caller: a tracker saying `interval 0`
-/// must not make the node announce in a tight loop.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct AnnounceRequest {
@@ -35,8 +32,8 @@ pub struct AnnounceRequest {
 
 #[derive(Clone, Debug)]
 pub struct AnnounceResponse {
-    /// How long to wait before the next regular announce (at least
-    /// [`MIN_INTERVAL`]).
+    /// The tracker's `interval`, unclamped; zero when it gave none usable
+    /// (missing or negative). `tracker::schedule` decides what to wait.
     pub interval: Duration,
     pub min_interval: Option<Duration>,
     /// IPv4 and IPv6 peers, without duplicates.
@@ -68,6 +65,9 @@ pub enum TrackerError {
     /// convention (last path segment starting with `announce`).
     #[error("tracker has no scrape URL (its path does not end in `announce`)")]
     NoScrape,
+    /// Redirected in a loop or more than three times: leave it alone a while.
+    #[error("redirected in a loop or too often")]
+    Redirects,
     /// An HTTP status other than 200 without a `failure reason` body.
     #[error("HTTP {0}")]
     Status(i32),
@@ -78,6 +78,18 @@ pub enum TrackerError {
     /// A 200 reply that is not a valid tracker reply, or too large.
     #[error("bad reply: {0}")]
     BadReply(String),
+}
+
+impl TrackerError {
+    /// How the announcer should treat this failure.
+    pub fn kind(&self) -> crate::tracker::schedule::FailureKind {
+        use crate::tracker::schedule::FailureKind;
+        match self {
+            TrackerError::UnsupportedScheme(_) | TrackerError::NoScrape => FailureKind::Never,
+            TrackerError::Redirects => FailureKind::RedirectLoop,
+            _ => FailureKind::Retry,
+        }
+    }
 }
 
 impl From<TrackerWireError> for TrackerError {
@@ -119,7 +131,12 @@ fn get(url: &str, timeout: Duration) -> Result<(i32, Vec<u8>), TrackerError> {
         .with_max_headers_size(16 * 1024)
         .with_max_status_line_length(1024)
         .send_lazy()
-        .map_err(|e| TrackerError::Transport(e.to_string()))?;
+        .map_err(|e| match e {
+            minreq::Error::TooManyRedirections | minreq::Error::InfiniteRedirectionLoop => {
+                TrackerError::Redirects
+            }
+            e => TrackerError::Transport(e.to_string()),
+        })?;
     let status = resp.status_code;
     let declared = resp
         .headers
@@ -194,7 +211,7 @@ pub fn announce(
     )?;
     let peers = usable_peers(reply.peers.into_iter().map(|p| p.addr));
     Ok(AnnounceResponse {
-        interval: Duration::from_secs(reply.interval.into()).max(MIN_INTERVAL),
+        interval: Duration::from_secs(reply.interval.into()),
         min_interval: reply.min_interval.map(|s| Duration::from_secs(s.into())),
         peers,
         complete: reply.complete,

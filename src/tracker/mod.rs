@@ -2,6 +2,7 @@
 //! and a small server speaking both.
 
 pub mod client;
+pub mod schedule;
 pub mod server;
 pub mod udp;
 pub mod udp_server;

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::client::{
-    usable_peers, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError, MIN_INTERVAL,
-};
+use super::client::{usable_peers, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError};
 use crate::core::InfoHash;
 use crate::wire::udp_tracker::{self as codec, UdpAnnounce, UdpTrackerError, MAX_PACKET};
 
@@ -195,7 +193,7 @@ pub fn announce(
     })?;
     let peers = usable_peers(reply.peers);
     Ok(AnnounceResponse {
-        interval: Duration::from_secs(reply.interval.into()).max(MIN_INTERVAL),
+        interval: Duration::from_secs(reply.interval.into()),
         min_interval: None,
         peers,
         complete: Some(reply.seeders.into()),

@@ -376,7 +376,14 @@ impl AnnounceReply {
             Some(_) => Err(TrackerWireError::Field(k)),
         };
         let seconds = |s: u64| u32::try_from(s).unwrap_or(u32::MAX);
-        let interval = int("interval")?.ok_or(TrackerWireError::Field("interval"))?;
+        // An interval that is missing, negative or not a number does not
+        // cost the reply its peers: 0 says "none usable", and the caller's
+        // schedule picks the wait.
+        let lenient = |k: &'static str| match v.get(k) {
+            Some(Value::Int(i)) => u64::try_from(*i).unwrap_or(0),
+            _ => 0,
+        };
+        let interval = lenient("interval");
         let mut peers = match v.get("peers") {
             Some(Value::Bytes(b)) => compact_peers(b, false)?,
             Some(Value::List(list)) => list.iter().filter_map(dict_peer).collect(),
@@ -390,7 +397,9 @@ impl AnnounceReply {
         }
         Ok(AnnounceReply {
             interval: seconds(interval),
-            min_interval: int("min interval")?.map(seconds),
+            min_interval: Some(lenient("min interval"))
+                .filter(|&m| m > 0)
+                .map(seconds),
             complete: int("complete")?,
             incomplete: int("incomplete")?,
             warning: v
@@ -772,13 +781,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_interval_keeps_the_peers() {
+        let peer = b"\x0a\x00\x00\x01\x1a\xe1";
+        for (body, interval, min) in [
+            (&b"d5:peers6:"[..], 0, None), // no interval
+            (b"d8:intervali-1e12:min intervali-5e5:peers6:", 0, None), // negative
+            (b"d8:interval2:xx5:peers6:", 0, None), // not a number
+            (b"d8:intervali9223372036854775807e5:peers6:", u32::MAX, None), // 2^63 - 1
+            (b"d8:intervali0e12:min intervali30e5:peers6:", 0, Some(30)),
+        ] {
+            let mut bytes = body.to_vec();
+            bytes.extend_from_slice(peer);
+            bytes.push(b'e');
+            let r = AnnounceReply::decode(&bytes).unwrap();
+            assert_eq!((r.interval, r.min_interval), (interval, min));
+            assert_eq!(r.peers.len(), 1, "{}", String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
     fn bad_replies_are_refused() {
         for bad in [
             &b"d5:peers5:abcdei1ee"[..], // peers not a multiple of 6, and no interval
             b"d8:intervali60e5:peers5:abcdee", // peers not a multiple of 6
             b"d8:intervali60e6:peers65:abcdee", // peers6 not a multiple of 18
-            b"d5:peers0:e",              // no interval
-            b"d8:intervali-1e5:peers0:e", // negative interval
             b"d8:intervali60e8:completei-1ee", // negative count
             b"d8:intervali60e5:peersi1ee", // peers of the wrong type
             b"li1ee",                    // not a dictionary
