@@ -18,6 +18,7 @@ pub mod dns;
 pub mod node;
 pub mod overlay;
 pub mod peer;
+pub mod runtime;
 pub mod storage;
 pub mod swarm;
 pub mod tracker;
