@@ -119,6 +119,7 @@ impl Overlay {
                 limits: Limits {
                     total: MAX_CONNECTIONS,
                     per_ip: MAX_CONNECTIONS_PER_IP,
+                    displace: true,
                 },
                 stop_grace: Duration::from_secs(2),
             },

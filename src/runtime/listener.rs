@@ -3,10 +3,12 @@
 //!
 //! - [`Slots`]: the admission policy, a plain struct: at most `total`
 //!   connections at once and at most `per_ip` from one source address
-//!   (well below `total`, so one source never fills the listener). A
-//!   newcomer from an address at its cap displaces that address's oldest
-//!   connection, so a slow client cannot hold its own address's place
-//!   either; past `total` newcomers are refused (closed at once).
+//!   (well below `total`, so one source never fills the listener). With
+//!   `displace`, a newcomer from an address at its cap displaces that
+//!   address's oldest connection, so a slow client cannot hold its own
+//!   address's place either (right for one-request listeners, wrong for
+//!   long-lived peers, which are refused instead); past `total` newcomers
+//!   are refused (closed at once).
 //! - [`Deadline`] / [`Timed`]: one deadline for a whole connection; every
 //!   read and write gets the time that is left as its socket timeout, so a
 //!   peer that sends one byte a second cannot extend it.
@@ -35,14 +37,20 @@ pub struct Limits {
     pub total: usize,
     /// Connections from one source address at once.
     pub per_ip: usize,
+    /// At the per-address cap, close that address's oldest connection for
+    /// the newcomer (instead of refusing the newcomer).
+    pub displace: bool,
 }
 
 impl Limits {
-    /// `total` connections, a quarter of them (at least one) per address.
+    /// `total` connections, a quarter of them (at least one) per address,
+    /// displacing: for listeners that serve one short request per
+    /// connection.
     pub fn new(total: usize) -> Limits {
         Limits {
             total,
             per_ip: (total / 4).max(1),
+            displace: true,
         }
     }
 }
@@ -54,7 +62,8 @@ pub enum Admission {
     /// Admitted; the address was at its cap, so its oldest connection
     /// (this id) is to be closed.
     AdmitDisplacing(u64),
-    /// Every slot is taken: close the newcomer.
+    /// Every slot (or, not displacing, every slot of its address) is
+    /// taken: close the newcomer.
     Refuse,
 }
 
@@ -76,6 +85,7 @@ impl Slots {
             limits: Limits {
                 total: limits.total.max(1),
                 per_ip: limits.per_ip.clamp(1, limits.total.max(1)),
+                displace: limits.displace,
             },
             live: HashMap::new(),
             by_ip: HashMap::new(),
@@ -91,10 +101,12 @@ impl Slots {
             return Admission::Refuse;
         }
         let queue = self.by_ip.entry(ip).or_default();
-        let displaced = if queue.len() >= self.limits.per_ip {
+        let displaced = if queue.len() < self.limits.per_ip {
+            None
+        } else if self.limits.displace {
             queue.pop_front()
         } else {
-            None
+            return Admission::Refuse;
         };
         queue.push_back(id);
         self.live.insert(id, ip);
@@ -443,6 +455,7 @@ mod tests {
         let mut s = Slots::new(Limits {
             total: 10,
             per_ip: 3,
+            displace: true,
         });
         for id in 0..3 {
             assert_eq!(s.admit(id, ip(1)), Admission::Admit);
@@ -466,6 +479,7 @@ mod tests {
         let mut s = Slots::new(Limits {
             total: 4,
             per_ip: 2,
+            displace: true,
         });
         let mut id = 0;
         for a in 1..=2 {
@@ -502,10 +516,27 @@ mod tests {
     }
 
     #[test]
+    fn without_displacing_an_address_at_its_cap_is_refused() {
+        let mut s = Slots::new(Limits {
+            total: 10,
+            per_ip: 2,
+            displace: false,
+        });
+        assert_eq!(s.admit(0, ip(1)), Admission::Admit);
+        assert_eq!(s.admit(1, ip(1)), Admission::Admit);
+        assert_eq!(s.admit(2, ip(1)), Admission::Refuse);
+        assert_eq!(s.admit(3, ip(2)), Admission::Admit);
+        s.release(0);
+        assert_eq!(s.admit(4, ip(1)), Admission::Admit);
+        assert_eq!(s.live(), 3);
+    }
+
+    #[test]
     fn ipv4_mapped_addresses_count_as_their_ipv4_address() {
         let mut s = Slots::new(Limits {
             total: 10,
             per_ip: 1,
+            displace: true,
         });
         let v4 = IpAddr::from([127, 0, 0, 1]);
         let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
@@ -590,6 +621,7 @@ mod tests {
         let svc = echo_service(Limits {
             total: 8,
             per_ip: 8,
+            displace: true,
         });
         let addr = svc.local_addr();
         let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
