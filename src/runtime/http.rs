@@ -93,6 +93,16 @@ pub struct Response {
 
 /// Reads one request from `r`. Pure over any reader (tested on bytes).
 pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request, HttpError> {
+    read_request_with(r, limits, || Ok(()))
+}
+
+/// [`read_request`], calling `go_on` before reading a body the client
+/// holds back for `Expect: 100-continue` (curl does, for large bodies).
+pub fn read_request_with(
+    r: &mut impl Read,
+    limits: &RequestLimits,
+    mut go_on: impl FnMut() -> io::Result<()>,
+) -> Result<Request, HttpError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -103,6 +113,7 @@ pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request
                 let method = req.method.unwrap_or("").to_ascii_uppercase();
                 let target = req.path.unwrap_or("").to_string();
                 let mut length = None;
+                let mut expect_continue = false;
                 for h in req.headers.iter() {
                     if h.name.eq_ignore_ascii_case("content-length") {
                         let n = std::str::from_utf8(h.value)
@@ -115,6 +126,8 @@ pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request
                         length = Some(n);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                         return Err(HttpError::LengthRequired);
+                    } else if h.name.eq_ignore_ascii_case("expect") {
+                        expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
                     }
                 }
                 let length = length.unwrap_or(0);
@@ -123,6 +136,9 @@ pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request
                 }
                 let mut body = buf.split_off(head_len);
                 if body.len() < length {
+                    if expect_continue {
+                        go_on()?;
+                    }
                     let have = body.len();
                     body.resize(length, 0);
                     r.read_exact(&mut body[have..])?;
@@ -191,8 +207,10 @@ pub fn serve_connection<F>(
 ) where
     F: Fn(Result<Request, &HttpError>, SocketAddr) -> Response,
 {
-    let mut io = Timed::new(stream, Deadline::after(limits.deadline));
-    let resp = match read_request(&mut io, limits) {
+    let deadline = Deadline::after(limits.deadline);
+    let mut io = Timed::new(stream, deadline);
+    let go_on = || Timed::new(stream, deadline).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    let resp = match read_request_with(&mut io, limits, go_on) {
         Ok(req) => handler(Ok(req), peer),
         Err(e) => match e.status() {
             Some(_) => handler(Err(&e), peer),
@@ -307,6 +325,21 @@ mod tests {
             Err(HttpError::Io(_))
         ));
         assert!(matches!(p(b""), Err(HttpError::Io(_))));
+    }
+
+    #[test]
+    fn a_held_back_body_is_asked_for_once() {
+        let mut asked = 0;
+        let bytes = b"POST /r HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok";
+        let head_only = bytes.len() - 2;
+        // The body arrives only after the head was read in full.
+        let mut r = (&bytes[..head_only]).chain(&bytes[head_only..]);
+        let req = read_request_with(&mut r, &RequestLimits::default(), || {
+            asked += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((req.body.as_slice(), asked), (&b"ok"[..], 1));
     }
 
     #[test]
