@@ -3,6 +3,7 @@
 //!
 //! Module map (dependencies point down the list; see ARCHITECTURE.md):
 //! - [`core`]: vocabulary with no I/O (ids, bencode, bitfields, metainfo).
+//! - [`runtime`]: the bounded listener service and HTTP/1.1 request reader every server uses (std only).
 //! - [`wire`]: pure codecs (peerwire messages, tracker replies).
 //! - [`swarm`]: download/upload policy as plain structs (picker, choker, torrent state).
 //! - [`storage`]: memory-mapped file set and the SHA-1 worker pool.
@@ -18,6 +19,7 @@ pub mod dns;
 pub mod node;
 pub mod overlay;
 pub mod peer;
+pub mod runtime;
 pub mod storage;
 pub mod swarm;
 pub mod tracker;

@@ -232,7 +232,7 @@ fn malformed_requests_get_a_failure_reason_and_the_server_keeps_serving() {
             String::from_utf8_lossy(&body)
         );
     }
-    // Not even HTTP: whatever tiny_http answers, nobody panics.
+    // Not even HTTP: whatever the server answers, nobody panics.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     s.write_all(b"\x00\xff\r\n\r\n").unwrap();

@@ -1,4 +1,5 @@
-//! The REST API (tiny_http, fixed worker threads) and the gossip endpoint.
+//! The REST API and the gossip endpoint, as a pure function of method, path
+//! and body (the HTTP front is `runtime::http`, bounded, in `dns::DnsServer`).
 //!
 //! - `POST /records {"name","ip","ttl"}` registers or refreshes (201).
 //! - `GET /records`, `GET /records/NAME` list live records.
@@ -9,7 +10,6 @@
 //! Bad JSON, names, IPs or TTLs: 400 with `{"error": "…"}`. Bodies are
 //! capped at 1 MiB.
 
-use std::io::Read;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -150,19 +150,6 @@ pub fn handle(
         }
         _ => json(404, &serde_json::json!({ "error": "not found" })),
     }
-}
-
-/// Reads a request body, refusing one over `MAX_BODY`.
-pub fn read_body(req: &mut tiny_http::Request) -> Option<Vec<u8>> {
-    if req.body_length().is_some_and(|n| n as u64 > MAX_BODY) {
-        return None;
-    }
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-        .ok()?;
-    (body.len() as u64 <= MAX_BODY).then_some(body)
 }
 
 pub type Shared = Arc<RwLock<Records>>;

@@ -10,7 +10,7 @@ pub mod records;
 pub mod server;
 
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 
 use crate::config::{CliError, DnsArgs};
+use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
+use crate::runtime::listener::{Limits, Service};
 pub use client::{register_self, resolve, resolve_host_port};
 use records::Records;
 
@@ -29,7 +31,10 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-const HTTP_WORKERS: usize = 4;
+/// REST connections (and threads) served at once; a quarter per address.
+const HTTP_CONNECTIONS: usize = 64;
+/// One REST request, body and reply included, must be done within this.
+const HTTP_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct DnsOptions {
@@ -46,7 +51,7 @@ pub struct DnsOptions {
 pub struct DnsServer {
     pub udp_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    http: Arc<tiny_http::Server>,
+    http: Option<Service>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     gossip_stop: Option<crossbeam_channel::Sender<()>>,
@@ -58,11 +63,8 @@ impl DnsServer {
         let stop = Arc::new(AtomicBool::new(false));
         let udp = UdpSocket::bind(opts.udp)?;
         let udp_addr = udp.local_addr()?;
-        let http = Arc::new(tiny_http::Server::http(opts.http).map_err(std::io::Error::other)?);
-        let http_addr = http
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("HTTP API is not on an IP address"))?;
+        let listener = TcpListener::bind(opts.http)?;
+        let http_addr = listener.local_addr()?;
         let zone = opts.zone.as_deref().and_then(records::normalize_name);
         let (push_tx, push_rx) = crossbeam_channel::bounded::<()>(1);
         let (gossip_stop, gossip_stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -75,23 +77,19 @@ impl DnsServer {
                     .spawn(move || server::serve_udp(udp, records, zone, stop))?,
             );
         }
-        for i in 0..HTTP_WORKERS {
-            let (records, stop, http, push) =
-                (records.clone(), stop.clone(), http.clone(), push_tx.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("dns-http-{i}"))
-                    .spawn(move || {
-                        while !stop.load(Ordering::SeqCst) {
-                            match http.recv_timeout(Duration::from_millis(300)) {
-                                Ok(Some(req)) => serve_http(req, &records, &push),
-                                Ok(None) => {}
-                                Err(_) => break,
-                            }
-                        }
-                    })?,
-            );
-        }
+        let request = RequestLimits {
+            max_body: api::MAX_BODY as usize,
+            deadline: HTTP_DEADLINE,
+            ..RequestLimits::default()
+        };
+        let (r, push) = (records.clone(), push_tx);
+        let http = http::serve(
+            listener,
+            "dns-http",
+            Limits::new(HTTP_CONNECTIONS),
+            request,
+            move |req, _| serve_http(req, &r, &push),
+        )?;
         {
             let peers = opts.peers.clone();
             let interval = opts.gossip_interval;
@@ -106,7 +104,7 @@ impl DnsServer {
         Ok(DnsServer {
             udp_addr,
             http_addr,
-            http,
+            http: Some(http),
             stop,
             threads,
             gossip_stop: Some(gossip_stop),
@@ -115,9 +113,19 @@ impl DnsServer {
 
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Wake the UDP thread's blocked receive.
+        let wake = crate::runtime::listener::wake_addr(self.udp_addr);
+        let from = if wake.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        if let Ok(s) = UdpSocket::bind(from) {
+            let _ = s.send_to(&[], wake);
+        }
         self.gossip_stop.take();
-        for _ in 0..HTTP_WORKERS {
-            self.http.unblock();
+        if let Some(http) = self.http.take() {
+            http.stop();
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -126,32 +134,34 @@ impl DnsServer {
 }
 
 fn serve_http(
-    mut req: tiny_http::Request,
+    req: Result<Request, &HttpError>,
     records: &api::Shared,
     push: &crossbeam_channel::Sender<()>,
-) {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let outcome = match api::read_body(&mut req) {
-        Some(body) => api::handle(&method, &path, &body, records, now_ms()),
-        None => api::Outcome {
-            status: 413,
-            body: r#"{"error":"body too large"}"#.into(),
-            changed: false,
-        },
+) -> Response {
+    let (outcome, path) = match req {
+        Ok(req) => (
+            api::handle(&req.method, req.path(), &req.body, records, now_ms()),
+            req.path().to_string(),
+        ),
+        Err(e) => (
+            api::Outcome {
+                status: e.status().unwrap_or(400),
+                body: serde_json::json!({ "error": e.to_string() }).to_string(),
+                changed: false,
+            },
+            String::new(),
+        ),
     };
     // Gossip received from a peer is not pushed back at once (it would
     // ping-pong); the periodic round spreads it on.
     if outcome.changed && path != "/gossip" {
         let _ = push.try_send(());
     }
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-        .expect("static header is valid");
-    let _ = req.respond(
-        tiny_http::Response::from_string(outcome.body)
-            .with_status_code(outcome.status)
-            .with_header(header),
-    );
+    Response {
+        status: outcome.status,
+        content_type: "application/json",
+        body: outcome.body.into_bytes(),
+    }
 }
 
 /// `btnode dns`: serve until SIGINT/SIGTERM.

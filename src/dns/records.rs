@@ -3,7 +3,7 @@
 //! servers; deletions are tombstones that expire like records. Pure policy
 //! (callers pass `now_ms`), property-tested.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,11 @@ pub fn normalize_name(name: &str) -> Option<String> {
 
 #[derive(Default, Debug, Clone)]
 pub struct Records {
-    by_name: HashMap<String, Vec<Record>>,
+    /// Per name, its records by address: a merge is one lookup, so a
+    /// gossip body merges in time linear in its length.
+    by_name: HashMap<String, BTreeMap<IpAddr, Record>>,
+    /// Records held (tombstones included), kept in step with `by_name`.
+    count: usize,
 }
 
 impl Records {
@@ -71,9 +75,12 @@ impl Records {
         if r.expires_at() <= now_ms {
             return false;
         }
-        let count: usize = self.by_name.values().map(Vec::len).sum();
+        let full = self.count >= MAX_RECORDS;
+        if full && !self.by_name.contains_key(&r.name) {
+            return false;
+        }
         let list = self.by_name.entry(r.name.clone()).or_default();
-        match list.iter_mut().find(|x| x.ip == r.ip) {
+        match list.get_mut(&r.ip) {
             Some(cur) => {
                 if (r.timestamp, r.deleted, r.ttl) <= (cur.timestamp, cur.deleted, cur.ttl) {
                     return false;
@@ -81,20 +88,33 @@ impl Records {
                 *cur = r;
             }
             None => {
-                if count >= MAX_RECORDS {
+                if full {
                     return false;
                 }
-                list.push(r);
+                list.insert(r.ip, r);
+                self.count += 1;
             }
         }
         true
     }
 
     pub fn expire(&mut self, now_ms: u64) {
+        let mut count = 0;
         self.by_name.retain(|_, list| {
-            list.retain(|r| r.expires_at() > now_ms);
+            list.retain(|_, r| r.expires_at() > now_ms);
+            count += list.len();
             !list.is_empty()
         });
+        self.count = count;
+    }
+
+    /// Records held, tombstones included.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     /// Live (not deleted, not expired) records of `name`.
@@ -102,7 +122,7 @@ impl Records {
         normalize_name(name)
             .and_then(|n| self.by_name.get(&n))
             .map(|list| {
-                list.iter()
+                list.values()
                     .filter(|r| !r.deleted && r.expires_at() > now_ms)
                     .cloned()
                     .collect()
@@ -112,7 +132,12 @@ impl Records {
 
     /// Every record, tombstones included (what gossip sends).
     pub fn all(&self) -> Vec<Record> {
-        let mut v: Vec<Record> = self.by_name.values().flatten().cloned().collect();
+        let mut v: Vec<Record> = self
+            .by_name
+            .values()
+            .flat_map(|l| l.values())
+            .cloned()
+            .collect();
         v.sort_by(|a, b| (&a.name, a.ip).cmp(&(&b.name, b.ip)));
         v
     }
@@ -167,6 +192,42 @@ mod tests {
         assert!(r.all().is_empty());
     }
 
+    /// A gossip body as large as the API takes (the record cap, 10,000
+    /// records): many names and many addresses under one name, merged in
+    /// one pass; the cap holds, updates still land at the cap, and expiry
+    /// frees room. It prints the time taken: cost is measured, not asserted.
+    #[test]
+    fn a_gossip_body_at_the_record_cap_merges_and_the_cap_holds() {
+        let mut r = Records::default();
+        let mut body = Vec::new();
+        // 5,000 names with one address, then 5,000 addresses of one name.
+        for i in 0..5_000u32 {
+            let [_, a, b, c] = i.to_be_bytes();
+            body.push(rec(&format!("n{i}"), [10, a, b, c], NOW, false));
+        }
+        for i in 0..5_000u32 {
+            let [_, a, b, c] = i.to_be_bytes();
+            body.push(rec("big", [11, a, b, c], NOW, false));
+        }
+        let start = std::time::Instant::now();
+        let merged = body.iter().filter(|x| r.merge((*x).clone(), NOW)).count();
+        println!("merged {merged} records in {:?}", start.elapsed());
+        assert_eq!(merged, MAX_RECORDS);
+        assert_eq!(r.len(), MAX_RECORDS);
+        assert_eq!(r.all().len(), MAX_RECORDS);
+        assert_eq!(r.lookup("big", NOW).len(), 5_000);
+        // Full: a new record is refused, a newer version of a held one is not.
+        assert!(!r.merge(rec("new", [12, 0, 0, 1], NOW, false), NOW));
+        assert!(!r.merge(rec("big", [12, 0, 0, 1], NOW, false), NOW));
+        assert!(r.merge(rec("big", [11, 0, 0, 1], NOW + 1, true), NOW));
+        assert_eq!(r.len(), MAX_RECORDS);
+        // Every record expires: room again, and the count says so.
+        r.expire(NOW + 61_000);
+        assert!(r.is_empty());
+        assert!(r.merge(rec("new", [12, 0, 0, 1], NOW + 61_000, false), NOW + 61_000));
+        assert_eq!(r.len(), 1);
+    }
+
     proptest! {
         #[test]
         fn merge_is_order_independent_and_idempotent(
@@ -180,6 +241,7 @@ mod tests {
             let mut rev = Records::default();
             for r in recs.iter().rev() { rev.merge(r.clone(), NOW); }
             prop_assert_eq!(fwd.all(), rev.all());
+            prop_assert_eq!(fwd.len(), fwd.all().len());
             let before = fwd.all();
             for r in &recs { fwd.merge(r.clone(), NOW); }
             prop_assert_eq!(fwd.all(), before);

@@ -13,7 +13,6 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::RwLock;
 use simple_dns::rdata::{RData, A, AAAA};
@@ -127,18 +126,22 @@ pub fn answer(
         .or_else(|| Some(header_only(query, RCODE::ServerFailure as u8)))
 }
 
-/// Serves queries on `socket` until `stop` is set.
+/// Serves queries on `socket` until `stop` is set; whoever sets it then
+/// sends a datagram to the socket to wake the blocked receive (no polling).
 pub fn serve_udp(
     socket: UdpSocket,
     records: Arc<RwLock<Records>>,
     zone: Option<String>,
     stop: Arc<AtomicBool>,
 ) {
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(300)));
     let mut buf = [0u8; 4096];
     let mut rotate = 0usize;
-    while !stop.load(Ordering::SeqCst) {
-        let (n, from): (usize, SocketAddr) = match socket.recv_from(&mut buf) {
+    loop {
+        let got = socket.recv_from(&mut buf);
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (n, from): (usize, SocketAddr) = match got {
             Ok(x) => x,
             Err(_) => continue,
         };

@@ -1,5 +1,6 @@
-//! The running overlay node: a listener with bounded connection threads
-//! (one request and one reply per connection), and three background loops:
+//! The running overlay node: a listener (`runtime::listener`: bounded
+//! connection threads in total and per source address, one request and one
+//! reply per connection under one whole deadline), and three background loops:
 //! gossip (push–pull deltas to a random fanout, at once on news), health
 //! (ping stale members, drop dead ones and withdraw their providers) and
 //! discovery (BFS over member lists while we know few nodes).
@@ -8,8 +9,8 @@
 //! held across network I/O.
 
 use std::io::{BufReader, BufWriter};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,9 +23,17 @@ use super::store::{Entry, ProviderMeta, Store};
 use super::wire::{self, FrameError, Message, MAX_ENTRIES, MAX_LIMIT, MAX_MEMBERS, MAX_TTL};
 use super::OverlayConfig;
 use crate::core::{InfoHash, PeerId};
+use crate::runtime::listener::{self, Deadline, Limits, Service, Timed};
 
 /// Most connection threads serving requests at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 128;
+/// Most of them from one source address (its oldest is displaced past it),
+/// so one source never shuts out the others.
+pub const MAX_CONNECTIONS_PER_IP: usize = MAX_CONNECTIONS / 4;
+/// One request's whole time: reading it, answering it (a forwarded lookup
+/// takes up to the RPC timeout) and writing the reply. A client that sends
+/// a byte at a time cannot stretch it.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
 /// Peers asked in parallel by a lookup.
 pub const LOOKUP_FANOUT: usize = 3;
 
@@ -60,7 +69,6 @@ struct Inner {
     members: Mutex<Members>,
     counters: Counters,
     stop: AtomicBool,
-    connections: AtomicUsize,
     push: Sender<()>,
 }
 
@@ -68,6 +76,7 @@ pub struct Overlay {
     inner: Arc<Inner>,
     addr: SocketAddr,
     stop_tx: Option<Sender<()>>,
+    listener: Option<Service>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -92,7 +101,6 @@ impl Overlay {
             members: Mutex::new(members),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
             push: push_tx,
             cfg,
         });
@@ -104,10 +112,24 @@ impl Overlay {
         };
         let mut threads = Vec::new();
         let i = inner.clone();
-        threads.push(spawn(
-            "overlay-listen",
-            Box::new(move || i.accept_loop(listener)),
-        )?);
+        let service = Service::start(
+            listener,
+            listener::Options {
+                name: "overlay".into(),
+                limits: Limits {
+                    total: MAX_CONNECTIONS,
+                    per_ip: MAX_CONNECTIONS_PER_IP,
+                    displace: true,
+                },
+                stop_grace: Duration::from_secs(2),
+            },
+            move |stream, from| {
+                if let Err(e) = i.serve(&stream, from) {
+                    log::debug!("overlay: request from {from}: {e}");
+                }
+            },
+        )
+        .map_err(OverlayError::Thread)?;
         let (i, s) = (inner.clone(), stop_rx.clone());
         threads.push(spawn(
             "overlay-gossip",
@@ -119,6 +141,7 @@ impl Overlay {
             inner,
             addr,
             stop_tx: Some(stop_tx),
+            listener: Some(service),
             threads,
         })
     }
@@ -181,12 +204,9 @@ impl Overlay {
     pub fn shutdown(mut self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.stop_tx.take();
-        // Wake the blocked accept by connecting to ourselves.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(IpAddr::from([127, 0, 0, 1]));
+        if let Some(l) = self.listener.take() {
+            l.stop();
         }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -331,47 +351,17 @@ impl Inner {
         self.store.read().providers(&info_hash, now_ms(), limit)
     }
 
-    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        for conn in listener.incoming() {
-            if self.stopped() {
-                break;
-            }
-            let Ok(stream) = conn else {
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            };
-            if self.connections.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                self.connections.fetch_sub(1, Ordering::SeqCst);
-                let _ = stream.shutdown(Shutdown::Both);
-                continue;
-            }
-            let me = self.clone();
-            let spawned = std::thread::Builder::new()
-                .name("overlay-conn".into())
-                .spawn(move || {
-                    if let Err(e) = me.serve(&stream) {
-                        log::debug!("overlay: request from {:?}: {e}", stream.peer_addr());
-                    }
-                    me.connections.fetch_sub(1, Ordering::SeqCst);
-                });
-            if spawned.is_err() {
-                self.connections.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    fn serve(&self, stream: &TcpStream) -> Result<(), FrameError> {
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-        let from = stream.peer_addr()?;
-        let (msg, got) = match wire::read_frame(&mut BufReader::new(stream)) {
+    /// One request and its reply, all under [`REQUEST_DEADLINE`].
+    fn serve(&self, stream: &TcpStream, from: SocketAddr) -> Result<(), FrameError> {
+        let mut io = Timed::new(stream, Deadline::after(REQUEST_DEADLINE));
+        let (msg, got) = match wire::read_frame(&mut io) {
             Ok(x) => x,
             Err(e) => {
                 let reply = Message::Error {
                     message: e.to_string(),
                 };
                 // Best effort: tell a broken client why, then close.
-                let _ = wire::write_frame(&mut BufWriter::new(stream), &reply);
+                let _ = wire::write_frame(&mut io, &reply);
                 return Err(e);
             }
         };
@@ -380,7 +370,7 @@ impl Inner {
             .fetch_add(got as u64, Ordering::Relaxed);
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
         let reply = self.handle(msg, from);
-        let sent = wire::write_frame(&mut BufWriter::new(stream), &reply)?;
+        let sent = wire::write_frame(&mut io, &reply)?;
         self.counters
             .bytes_out
             .fetch_add(sent as u64, Ordering::Relaxed);

@@ -1,16 +1,18 @@
-//! The peerwire listener: accepts connections and hands them to the swarm.
-//! Stopped by setting the swarm's shutdown flag and connecting to itself,
-//! which wakes the blocked `accept`.
+//! The peerwire listener: accepts connections on the bounded
+//! `runtime::listener` service and hands them to the swarm, which owns
+//! each connection from then on (the handshake deadline, `--max-peers`).
+//! Stopped after the swarm's shutdown: the service wakes its blocked
+//! `accept` by connecting to itself and joins it.
 
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::Swarm;
+use crate::runtime::listener::{Limits, Options, Service};
 
 pub struct Listener {
-    addr: SocketAddr,
-    thread: Option<JoinHandle<()>>,
+    service: Service,
 }
 
 impl Listener {
@@ -21,45 +23,38 @@ impl Listener {
     }
 
     pub fn start(listener: TcpListener, swarm: Arc<Swarm>) -> std::io::Result<Listener> {
-        let addr = listener.local_addr()?;
-        let thread = std::thread::Builder::new()
-            .name("peer-listener".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if swarm.is_shutting_down() {
-                        break;
-                    }
-                    match conn {
-                        Ok(stream) => match stream.peer_addr() {
-                            Ok(peer) => swarm.accept(stream, peer),
-                            Err(_) => continue,
-                        },
-                        Err(e) => {
-                            log::warn!("accept failed: {e}");
-                            // Out of descriptors and the like: do not spin.
-                            std::thread::sleep(std::time::Duration::from_millis(100));
-                        }
-                    }
-                }
-            })?;
-        Ok(Listener {
-            addr,
-            thread: Some(thread),
-        })
+        let max = swarm.max_peers.max(1);
+        let opts = Options {
+            name: "peer".into(),
+            // No per-address cap yet: the swarm owns each connection's life
+            // (its slot would have to live in the connection thread), and
+            // it must not refuse an address before the swarm's own choice
+            // of whom to let go when `--max-peers` is full.
+            limits: Limits {
+                total: max,
+                per_ip: max,
+                displace: false,
+            },
+            stop_grace: Duration::from_secs(1),
+        };
+        let service = Service::start_handoff(listener, opts, move |stream, peer, slot| {
+            if swarm.is_shutting_down() {
+                return;
+            }
+            swarm.accept(stream, peer);
+            // The swarm runs the connection on its own thread and keeps its
+            // own count (`--max-peers`).
+            drop(slot);
+        })?;
+        Ok(Listener { service })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.service.local_addr()
     }
 
     /// Call after the swarm's shutdown flag is set.
-    pub fn stop(mut self) {
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
-                SocketAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&wake, std::time::Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn stop(self) {
+        self.service.stop();
     }
 }

@@ -2,24 +2,23 @@
 //! `event=stopped` removes at once, silent peers expire) and `/scrape`, and
 //! the same over UDP (BEP 15, `udp_server`) on the same port.
 //!
-//! Owns the swarm registry and the HTTP front on tiny_http. A peer's address
+//! Owns the swarm registry and the HTTP front (`runtime::http` over the
+//! bounded `runtime::listener`). A peer's address
 //! is the request's source IP plus its announced port, so a client cannot
 //! list someone else (`ip=` is ignored). State is bounded: torrents, peers
 //! per torrent, peers in all, and reply sizes; empty torrents are forgotten.
 //!
-//! Threads: a fixed pool of workers pulls requests from tiny_http, and one
-//! thread reads the UDP socket; each takes the one registry lock for each
-//! announce or scrape (a periodic sweep of expired peers runs under it
-//! too); no other lock exists, so there is no lock order to get wrong. (tiny_http's
-//! own accept thread and connection readers are not ours to bound; see
-//! `TrackerServer::start`.)
+//! Threads: an accept thread and at most `max_connections` connection
+//! threads (a quarter of them per source address), each serving one
+//! request under one whole deadline, and one thread reading the UDP socket;
+//! each takes the one registry lock for each announce or scrape (a periodic
+//! sweep of expired peers runs under it too); no other lock exists, so
+//! there is no lock order to get wrong.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -27,6 +26,8 @@ use parking_lot::Mutex;
 use super::udp_server::UdpFront;
 use crate::config::TrackerArgs;
 use crate::core::{InfoHash, PeerId};
+use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
+use crate::runtime::listener::{Limits, Service};
 use crate::wire::tracker::{
     self as codec, AnnounceReply, AnnounceRequest, Event, PeerEntry, ScrapeEntry,
 };
@@ -45,8 +46,9 @@ pub struct ServerOptions {
     /// A peer that has not announced for this long is dropped; an empty
     /// torrent untouched for this long is forgotten.
     pub peer_timeout: Duration,
-    /// Threads answering requests (fixed for the server's life).
-    pub workers: usize,
+    /// HTTP connections (and so threads) served at once; a quarter of
+    /// them per source address.
+    pub max_connections: usize,
     /// Most torrents tracked; announces for a new one beyond it are refused.
     pub max_torrents: usize,
     /// Most peers listed per torrent; a newcomer beyond it still gets peers
@@ -69,7 +71,7 @@ impl ServerOptions {
         ServerOptions {
             interval,
             peer_timeout: interval * 2 + Duration::from_secs(10),
-            workers: 4,
+            max_connections: 128,
             max_torrents: 10_000,
             max_peers_per_torrent: 5_000,
             max_peers_total: 1_000_000,
@@ -354,59 +356,41 @@ impl Registry {
 /// A running tracker; [`TrackerServer::shutdown`] stops and joins it.
 pub struct TrackerServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
-    /// BEP 15 on the same port; started once the HTTP workers run.
+    http: Option<Service>,
+    /// BEP 15 on the same port.
     udp: Option<UdpFront>,
 }
 
+/// One announce or scrape, headers and all, must arrive within this.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
 impl TrackerServer {
     /// Binds `addr` for HTTP and UDP (port 0 picks a port free for both)
-    /// and starts `opts.workers` HTTP request threads and one UDP thread.
-    /// tiny_http itself adds an accept thread and a reader thread per open
-    /// connection; those are outside this pool.
+    /// and starts the bounded HTTP front and one UDP thread.
     pub fn start(addr: SocketAddr, opts: ServerOptions) -> std::io::Result<TrackerServer> {
-        if opts.workers == 0 {
+        if opts.max_connections == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "the tracker needs at least one worker",
+                "the tracker needs at least one connection",
             ));
         }
-        let (server, udp_socket) = bind_http_and_udp(addr)?;
-        let server = Arc::new(server);
+        let (listener, udp_socket) = bind_http_and_udp(addr)?;
         let bound = udp_socket.local_addr()?;
-        let workers_wanted = opts.workers;
+        let limits = Limits::new(opts.max_connections);
         let registry = Arc::new(Mutex::new(Registry::new(opts, Instant::now())));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::with_capacity(workers_wanted);
-        for i in 0..workers_wanted {
-            let (their_server, their_registry, their_stop) =
-                (server.clone(), registry.clone(), stop.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("tracker-{i}"))
-                .spawn(move || serve(&their_server, &their_registry, &their_stop));
-            match spawned {
-                Ok(handle) => workers.push(handle),
-                Err(e) => {
-                    // Stop the ones already running before reporting.
-                    TrackerServer {
-                        addr: bound,
-                        server,
-                        stop,
-                        workers,
-                        udp: None,
-                    }
-                    .shutdown();
-                    return Err(e);
-                }
-            }
-        }
+        let request = RequestLimits {
+            // A GET: no body to speak of.
+            max_body: 4096,
+            deadline: REQUEST_DEADLINE,
+            ..RequestLimits::default()
+        };
+        let r = registry.clone();
+        let service = http::serve(listener, "tracker", limits, request, move |req, peer| {
+            handle(req, peer, &r)
+        })?;
         let mut tracker = TrackerServer {
             addr: bound,
-            server,
-            stop,
-            workers,
+            http: Some(service),
             udp: None,
         };
         match UdpFront::start(udp_socket, registry) {
@@ -423,38 +407,29 @@ impl TrackerServer {
         self.addr
     }
 
-    /// Stops taking requests, lets each worker finish the one it holds, and
-    /// joins them; dropping the last handle closes the listening socket.
+    /// Stops taking requests, closes open connections and joins the
+    /// threads (bounded); the listening socket is closed with them.
     pub fn shutdown(mut self) {
         if let Some(udp) = self.udp.take() {
             udp.stop();
         }
-        self.stop.store(true, Ordering::SeqCst);
-        // Each unblock wakes exactly one blocked `recv`, after any requests
-        // already queued.
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        if let Some(http) = self.http.take() {
+            http.stop();
         }
     }
 }
 
-/// An HTTP server and a UDP socket on the same address. With port 0 the
-/// port HTTP got may be taken for UDP: then try another, a bounded number
+/// A TCP listener and a UDP socket on the same address. With port 0 the
+/// port TCP got may be taken for UDP: then try another, a bounded number
 /// of times.
-fn bind_http_and_udp(addr: SocketAddr) -> std::io::Result<(tiny_http::Server, UdpSocket)> {
+fn bind_http_and_udp(addr: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
     let tries = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..tries {
-        let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("tracker is not on an IP address"))?;
+        let listener = TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
         match UdpSocket::bind(bound) {
-            Ok(udp) => return Ok((server, udp)),
+            Ok(udp) => return Ok((listener, udp)),
             Err(e) => last = Some(e),
         }
     }
@@ -465,50 +440,40 @@ fn bind_http_and_udp(addr: SocketAddr) -> std::io::Result<(tiny_http::Server, Ud
     ))
 }
 
-fn serve(server: &tiny_http::Server, registry: &Mutex<Registry>, stop: &AtomicBool) {
-    loop {
-        match server.recv() {
-            Ok(req) => handle(req, registry),
-            Err(_) if stop.load(Ordering::SeqCst) => return,
-            // tiny_http reports a failed accept() this way and then stops
-            // accepting; keep the worker so shutdown stays uniform.
-            Err(e) => log::error!("tracker: {e}"),
-        }
-    }
-}
-
-fn handle(req: tiny_http::Request, registry: &Mutex<Registry>) {
-    let ip = req.remote_addr().map(|a| a.ip().to_canonical());
-    let url = req.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+fn handle(
+    req: Result<Request, &HttpError>,
+    peer: SocketAddr,
+    registry: &Mutex<Registry>,
+) -> Response {
+    let ip = peer.ip().to_canonical();
     let now = Instant::now();
     // Bad requests get HTTP 200 with a `failure reason`, as trackers do, so
     // that clients show the reason instead of a bare status.
-    let (status, body) = match (path, ip) {
-        ("/announce", Some(ip)) => match AnnounceRequest::from_query(query) {
-            Ok(a) => (200, registry.lock().announce(&a, ip, now)),
-            Err(e) => (200, codec::encode_failure(&e.to_string())),
-        },
-        ("/scrape", _) => match codec::parse_scrape_query(query) {
-            Ok(hashes) => (200, registry.lock().scrape(&hashes, now)),
-            Err(e) => (200, codec::encode_failure(&e.to_string())),
-        },
-        ("/announce", None) => (
-            200,
-            codec::encode_failure("cannot tell your address: announce over TCP/IP"),
+    let (status, body) = match req {
+        Err(e) => (
+            e.status().unwrap_or(400),
+            codec::encode_failure(&e.to_string()),
         ),
-        _ => (
-            404,
-            codec::encode_failure("not found: use /announce or /scrape"),
-        ),
+        Ok(req) => match req.path() {
+            "/announce" => match AnnounceRequest::from_query(req.query()) {
+                Ok(a) => (200, registry.lock().announce(&a, ip, now)),
+                Err(e) => (200, codec::encode_failure(&e.to_string())),
+            },
+            "/scrape" => match codec::parse_scrape_query(req.query()) {
+                Ok(hashes) => (200, registry.lock().scrape(&hashes, now)),
+                Err(e) => (200, codec::encode_failure(&e.to_string())),
+            },
+            _ => (
+                404,
+                codec::encode_failure("not found: use /announce or /scrape"),
+            ),
+        },
     };
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"text/plain"[..])
-        .expect("static header is valid");
-    let resp = tiny_http::Response::from_data(body)
-        .with_status_code(status)
-        .with_header(header);
-    // The client may have gone; nothing to do about it.
-    let _ = req.respond(resp);
+    Response {
+        status,
+        content_type: "text/plain",
+        body,
+    }
 }
 
 /// `btnode tracker`: print where it listens, serve until SIGINT/SIGTERM.

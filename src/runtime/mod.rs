@@ -1,0 +1,27 @@
+//! Services every subsystem's I/O stands on; depends on nothing else in the crate.
+
+pub mod http;
+pub mod listener;
+
+#[cfg(test)]
+mod tests {
+    /// The layering is a fact, not a convention: nothing here imports the
+    /// rest of the crate.
+    #[test]
+    fn runtime_imports_nothing_else_from_the_crate() {
+        let needle = concat!("crate", "::");
+        for (file, src) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("listener.rs", include_str!("listener.rs")),
+            ("http.rs", include_str!("http.rs")),
+        ] {
+            for (n, line) in src.lines().enumerate() {
+                assert!(
+                    !line.contains(needle) || line.trim_start().starts_with("//"),
+                    "runtime/{file}:{}: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+}
