@@ -67,8 +67,10 @@ struct Inner {
 pub struct Overlay {
     inner: Arc<Inner>,
     addr: SocketAddr,
-    stop_tx: Option<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    // Behind mutexes so `shutdown` works through a shared `Arc<Overlay>`;
+    // each is taken alone, only by `shutdown`.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Overlay {
@@ -118,8 +120,8 @@ impl Overlay {
         Ok(Overlay {
             inner,
             addr,
-            stop_tx: Some(stop_tx),
-            threads,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -178,16 +180,19 @@ impl Overlay {
         self.inner.members.lock().len()
     }
 
-    pub fn shutdown(mut self) {
+    /// Stops and joins every overlay thread; callable through a shared
+    /// `Arc` (a second call does nothing).
+    pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
-        self.stop_tx.take();
+        self.stop_tx.lock().take();
         // Wake the blocked accept by connecting to ourselves.
         let mut wake = self.addr;
         if wake.ip().is_unspecified() {
             wake.set_ip(IpAddr::from([127, 0, 0, 1]));
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(500));
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
             let _ = t.join();
         }
     }

@@ -68,8 +68,10 @@ pub struct Swarm {
 
 #[derive(Default)]
 struct Connections {
-    /// Live or starting connection threads, with a socket handle to close.
-    threads: HashMap<u64, (Option<TcpStream>, JoinHandle<()>)>,
+    /// Live or starting connection threads, with a handle on the socket to
+    /// close at shutdown: registered before connect (dials) or before the
+    /// handshake (accepts), so no thread waits out a timeout at shutdown.
+    threads: HashMap<u64, (Option<socket2::Socket>, JoinHandle<()>)>,
     /// Addresses being dialed or connected by us.
     dialed: std::collections::HashSet<SocketAddr>,
 }
@@ -148,7 +150,11 @@ impl Swarm {
                     id,
                     dialed: Some(addr),
                 };
-                match handshake::dial(addr, swarm.info_hash, swarm.our_id) {
+                let dialed = swarm.connect(id, addr).and_then(|mut stream| {
+                    let theirs = handshake::dial(&mut stream, swarm.info_hash, swarm.our_id)?;
+                    Ok((stream, theirs))
+                });
+                match dialed {
                     Ok((stream, theirs)) => swarm.run(id, stream, addr, theirs, true),
                     Err(e) => {
                         log::debug!("dial {addr}: {e}");
@@ -189,6 +195,13 @@ impl Swarm {
                     id,
                     dialed: None,
                 };
+                let registered = stream
+                    .try_clone()
+                    .is_ok_and(|c| swarm.register_socket(id, c.into()));
+                if !registered {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
                 match handshake::answer(&mut stream, swarm.info_hash, swarm.our_id) {
                     Ok(theirs) => swarm.run(id, stream, addr, theirs, false),
                     Err(e) => {
@@ -203,6 +216,36 @@ impl Swarm {
             }
             Err(e) => log::warn!("cannot start a connection thread: {e}"),
         }
+    }
+
+    /// Gives shutdown a handle on connection `id`'s socket. False if
+    /// shutdown has begun: the caller must stop instead of going on.
+    fn register_socket(&self, id: u64, socket: socket2::Socket) -> bool {
+        let mut conns = self.conns.lock();
+        match conns.threads.get_mut(&id) {
+            Some(entry) if !self.is_shutting_down() => {
+                entry.0 = Some(socket);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Connects to `addr` with the socket registered first, so shutdown
+    /// can end the connect and the handshake after it.
+    fn connect(&self, id: u64, addr: SocketAddr) -> Result<TcpStream, HandshakeError> {
+        let stopping = || io::Error::other("shutting down");
+        let socket = handshake::socket_for(addr)?;
+        if !self.register_socket(id, socket.try_clone()?) {
+            return Err(stopping().into());
+        }
+        let stream = handshake::connect(socket, addr)?;
+        // Shutdown may have closed the socket before the connect began,
+        // which a connect does not notice.
+        if self.is_shutting_down() {
+            return Err(stopping().into());
+        }
+        Ok(stream)
     }
 
     fn finished(&self, id: u64, dialed: Option<SocketAddr>) {
@@ -244,8 +287,12 @@ impl Swarm {
         let result = self
             .clone()
             .run_registered(id, key, stream, addr, waker_tx, waker_rx);
-        if let Err(e) = result {
-            log::debug!("{addr}: connection ended: {e}");
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                log::debug!("{addr}: connection ended: closed by the peer")
+            }
+            Err(e) => log::debug!("{addr}: connection ended: {e}"),
+            Ok(()) => {}
         }
     }
 
@@ -261,10 +308,9 @@ impl Swarm {
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
         let write_half = stream.try_clone()?;
-        if let Some(entry) = self.conns.lock().threads.get_mut(&id) {
-            entry.0 = Some(stream.try_clone()?);
-        }
-        if self.is_shutting_down() {
+        // The socket was registered before the handshake (see `connect`
+        // and `accept`); shutdown may have begun since.
+        if !self.register_socket(id, stream.try_clone()?.into()) {
             let _ = stream.shutdown(Shutdown::Both);
         }
         let swarm = self.clone();
@@ -319,7 +365,9 @@ impl Swarm {
                 // Throttling here, before the payload is read, lets TCP's
                 // own flow control slow the sender down.
                 if let Some(l) = &self.limits.download {
-                    l.acquire(data_len);
+                    if !l.acquire(data_len) {
+                        return Err(io::Error::other("shutting down"));
+                    }
                 }
                 let decision = self.state.lock().begin_block(key, index, begin, data_len);
                 match decision.map_err(drop_err)? {
@@ -374,8 +422,11 @@ impl Swarm {
         let result = (|| loop {
             let out = self.state.lock().take_outgoing(key, uploaded, UPLOAD_BATCH);
             uploaded = 0;
-            if let Some(reason) = out.close {
-                return Err(drop_err(reason));
+            match out.close {
+                // The reader ended and unregistered: a normal close.
+                Some(DropReason::Closed) => return Ok(()),
+                Some(reason) => return Err(drop_err(reason)),
+                None => {}
             }
             if !out.messages.is_empty() || !out.uploads.is_empty() {
                 control.clear();
@@ -383,7 +434,9 @@ impl Swarm {
                     m.encode(&mut control);
                 }
                 if let Some(l) = &self.limits.upload {
-                    l.acquire(out.uploads.iter().map(|r| r.length).sum());
+                    if !l.acquire(out.uploads.iter().map(|r| r.length).sum()) {
+                        return Ok(());
+                    }
                 }
                 let headers: Vec<[u8; peer::PIECE_HEADER_LEN]> = out
                     .uploads
@@ -427,7 +480,14 @@ impl Swarm {
     pub fn shutdown(&self, deadline: Duration) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop_tx.lock().take();
-        let threads: Vec<(Option<TcpStream>, JoinHandle<()>)> = {
+        // Readers and writers asleep in a rate limit wake up and end.
+        for l in [&self.limits.upload, &self.limits.download]
+            .into_iter()
+            .flatten()
+        {
+            l.close();
+        }
+        let threads: Vec<(Option<socket2::Socket>, JoinHandle<()>)> = {
             let mut conns = self.conns.lock();
             conns.threads.drain().map(|(_, v)| v).collect()
         };
@@ -438,8 +498,8 @@ impl Swarm {
         }
         let start = Instant::now();
         for (_, handle) in threads {
-            // Threads still handshaking finish within the handshake timeout;
-            // past the deadline we stop waiting rather than hang the exit.
+            // Every socket is closed, so threads end at once; past the
+            // deadline (a bug) we stop waiting rather than hang the exit.
             while !handle.is_finished() && start.elapsed() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -75,6 +75,10 @@ pub enum DropReason {
     BadData,
     #[error("both sides are seeds")]
     BothSeeds,
+    /// The connection is no longer registered: its reader ended. What a
+    /// writer sees on every normal close; not a fault of the peer.
+    #[error("connection closed")]
+    Closed,
 }
 
 /// Smoothed bytes per second, updated once per tick.
@@ -761,7 +765,7 @@ impl TorrentState {
         self.stats.uploaded += uploaded;
         let Some(peer) = self.peers.get_mut(&key) else {
             return Outgoing {
-                close: Some(DropReason::Protocol("unknown connection")),
+                close: Some(DropReason::Closed),
                 ..Outgoing::default()
             };
         };
