@@ -26,7 +26,7 @@ use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
 use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
-use crate::swarm::torrent::{DropReason, TorrentState};
+use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, decode_body, id, Handshake, Message};
 
 /// No message at all for this long drops the peer (keep-alives count).
@@ -36,6 +36,13 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// Blocks a writer sends per pull from the state.
 const UPLOAD_BATCH: usize = 32;
 const SOCKET_BUFFER: usize = 256 * 1024;
+
+/// Connection threads allowed past `--max-peers`, for handshakes only: a
+/// newcomer must complete its handshake before it may evict an idle peer
+/// (see `swarm::eviction`), and it needs a thread to do so.
+pub fn handshake_spare(max_peers: usize) -> usize {
+    (max_peers / 4).max(4)
+}
 
 /// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
 #[derive(Default)]
@@ -74,6 +81,8 @@ struct Connections {
     threads: HashMap<u64, (Option<socket2::Socket>, JoinHandle<()>)>,
     /// Addresses being dialed or connected by us.
     dialed: std::collections::HashSet<SocketAddr>,
+    /// Threads (ids) that have not finished their handshake yet.
+    handshaking: std::collections::HashSet<u64>,
 }
 
 impl Swarm {
@@ -167,6 +176,7 @@ impl Swarm {
         match handle {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
+                conns.handshaking.insert(id);
                 true
             }
             Err(e) => {
@@ -178,10 +188,16 @@ impl Swarm {
     }
 
     /// Takes an accepted connection; refuses it politely past the limit.
+    /// Past `--max-peers` a few spare threads may still run handshakes, so
+    /// a newcomer can take an idle peer's slot (decided in `run`).
     pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.conns.lock();
-        if self.is_shutting_down() || conns.threads.len() >= self.max_peers {
+        let threads = conns.threads.len();
+        let spare = handshake_spare(self.max_peers);
+        let room = threads < self.max_peers
+            || (conns.handshaking.len() < spare && threads < self.max_peers + spare);
+        if self.is_shutting_down() || !room {
             log::debug!("refusing {addr}: at the peer limit");
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -213,6 +229,7 @@ impl Swarm {
         match spawned {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
+                conns.handshaking.insert(id);
             }
             Err(e) => log::warn!("cannot start a connection thread: {e}"),
         }
@@ -252,6 +269,7 @@ impl Swarm {
         let mut conns = self.conns.lock();
         // Dropping our own JoinHandle detaches this (ending) thread.
         conns.threads.remove(&id);
+        conns.handshaking.remove(&id);
         if let Some(addr) = dialed {
             conns.dialed.remove(&addr);
         }
@@ -266,6 +284,7 @@ impl Swarm {
         theirs: Handshake,
         outgoing: bool,
     ) {
+        self.conns.lock().handshaking.remove(&id);
         let (waker_tx, waker_rx) = crossbeam_channel::bounded(1);
         let key = {
             let mut state = self.state.lock();
@@ -274,6 +293,16 @@ impl Swarm {
             {
                 log::debug!("dropping {addr}: banned or duplicate");
                 return;
+            }
+            match state.make_room(self.max_peers, Instant::now()) {
+                Room::Free => {}
+                Room::Evicted(victim) => {
+                    log::debug!("evicting idle {victim} to make room for {addr}")
+                }
+                Room::Full => {
+                    log::debug!("dropping {addr}: every slot holds a busy or new peer");
+                    return;
+                }
             }
             state.register(
                 addr,

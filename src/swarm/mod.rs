@@ -4,6 +4,7 @@
 //! state that connection threads and the node loop drive.
 
 pub mod choker;
+pub mod eviction;
 pub mod picker;
 pub mod suspicion;
 pub mod torrent;

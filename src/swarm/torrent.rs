@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
+use super::eviction::{self, PeerActivity};
 use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
 use super::suspicion::{Suspicion, Verdict};
 use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
@@ -76,6 +77,8 @@ pub enum DropReason {
     BadData,
     #[error("both sides are seeds")]
     BothSeeds,
+    #[error("evicted: idle while every slot was taken")]
+    Evicted,
     /// The connection is no longer registered: its reader ended. What a
     /// writer sees on every normal close; not a fault of the peer.
     #[error("connection closed")]
@@ -140,6 +143,9 @@ pub struct PeerState {
     pex_heard: Option<Instant>,
     /// Pieces this peer delivered blocks of that await their hash verdict.
     unsettled: HashSet<u32>,
+    connected_at: Instant,
+    /// Last payload block either way (eviction keeps busy peers).
+    last_data: Option<Instant>,
 }
 
 impl PeerState {
@@ -172,6 +178,17 @@ pub struct Stats {
     pub pieces_downloaded: u64,
     /// Pieces found valid on disk at start.
     pub pieces_resumed: u64,
+}
+
+/// Whether a newcomer that completed its handshake may join.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Room {
+    /// A slot is free.
+    Free,
+    /// This idle peer was told to close to make room.
+    Evicted(SocketAddr),
+    /// Every slot holds a peer worth keeping: refuse the newcomer.
+    Full,
 }
 
 /// What the node must do after a hash result.
@@ -262,6 +279,33 @@ impl TorrentState {
         self.peers.values().map(|p| p.addr).collect()
     }
 
+    /// Makes room for one newcomer among `max` slots: peers already told to
+    /// close do not count; when all are taken, the least useful one (see
+    /// `eviction`) is told to close.
+    pub fn make_room(&mut self, max: usize, now: Instant) -> Room {
+        let live: Vec<PeerActivity> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.close.is_none())
+            .map(|(&key, p)| PeerActivity {
+                key,
+                connected_at: p.connected_at,
+                last_data: p.last_data,
+                interested: p.peer_interested || p.am_interested,
+            })
+            .collect();
+        if live.len() < max {
+            return Room::Free;
+        }
+        let Some(victim) = eviction::choose_victim(&live, now) else {
+            return Room::Full;
+        };
+        let peer = self.peers.get_mut(&victim).expect("key from map");
+        peer.close = Some(DropReason::Evicted);
+        peer.wake();
+        Room::Evicted(peer.addr)
+    }
+
     /// When a second connection to the same peer appears, both sides keep
     /// the one dialed by the peer with the lower id. Returns true if the new
     /// connection should proceed (an existing duplicate is told to close),
@@ -327,6 +371,8 @@ impl TorrentState {
             pex_due: None,
             pex_heard: None,
             unsettled: HashSet::new(),
+            connected_at: Instant::now(),
+            last_data: None,
         };
         if extensions {
             let hs = ExtendedHandshake {
@@ -722,6 +768,7 @@ impl TorrentState {
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.down.add(len);
             peer.unsettled.insert(block.piece);
+            peer.last_data = Some(Instant::now());
         }
         self.contributors
             .entry(block.piece)
@@ -839,6 +886,9 @@ impl TorrentState {
             };
         };
         peer.up.add(uploaded);
+        if uploaded > 0 {
+            peer.last_data = Some(Instant::now());
+        }
         let mut out = Outgoing {
             messages: std::mem::take(&mut peer.outbox),
             close: peer.close.clone(),
@@ -1122,6 +1172,30 @@ mod tests {
         assert!(
             s.peers[&sus].requested.is_empty(),
             "its requests were released"
+        );
+    }
+
+    #[test]
+    fn a_full_swarm_evicts_an_idle_peer_past_its_grace_for_a_newcomer() {
+        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        let now = Instant::now();
+        assert_eq!(s.make_room(3, now), Room::Free);
+        assert_eq!(
+            s.make_room(2, now),
+            Room::Full,
+            "both in their grace period"
+        );
+        // b is busy: it just sent us data.
+        s.peers.get_mut(&b).unwrap().last_data = Some(now + eviction::GRACE);
+        let later = now + eviction::GRACE + Duration::from_secs(1);
+        assert_eq!(s.make_room(2, later), Room::Evicted(s.peers[&a].addr));
+        assert_eq!(s.take_outgoing(a, 0, 0).close, Some(DropReason::Evicted));
+        assert_eq!(
+            s.make_room(2, later),
+            Room::Free,
+            "a closing peer frees its slot"
         );
     }
 
