@@ -4,8 +4,9 @@
 //! The tests check that the seeder drops each offender within a bound (and
 //! says why in its log), keeps its file intact, stays alive, and keeps
 //! serving correct data; one control test shows that odd but legal traffic
-//! is not dropped. The hostile peers are raw `TcpStream`s (see
-//! `support::hostile`); everything stays on 127.0.0.1.
+//! is not dropped; a flood of idle handshaken peers must not shut out a
+//! real leecher. The hostile peers are raw `TcpStream`s (see
+//! `support::hostile`); everything stays on 127.0.0.0/8.
 
 mod support;
 
@@ -638,4 +639,55 @@ fn a_trickled_handshake_is_cut_at_the_handshake_timeout() {
         );
     }
     assert!(started.elapsed() <= limit + STEP);
+}
+
+/// 500 handshaken peers that then say nothing fill every one of the
+/// default 50 slots (from 50 source addresses other than the leecher's
+/// 127.0.0.1, so per-address caps do not thin the flood); a real leecher
+/// arriving meanwhile must still be served: an idle peer past its grace
+/// period is evicted for it. The flood stays connected throughout.
+#[test]
+fn a_flood_of_idle_handshaken_peers_does_not_shut_out_a_real_leecher() {
+    let mut s = Seeded::start(&[]);
+    let sources: Vec<std::net::IpAddr> = (2..52u8).map(|i| [127, 0, 0, i].into()).collect();
+    let started = Instant::now();
+    let flood = hostile::idle_handshaken_flood(
+        s.addr.parse().unwrap(),
+        s.meta.info_hash,
+        &sources,
+        500,
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "flood: {} of 500 handshakes answered in {:?}",
+        flood.len(),
+        started.elapsed()
+    );
+    assert!(
+        flood.len() >= 50,
+        "the flood did not fill the 50 slots: {} answered",
+        flood.len()
+    );
+    let dir = s.tmp.path().join("leech");
+    let mut leecher = Node::start(&s.torrent, &dir, &["--peer", &s.addr, "--exit-on-complete"]);
+    let bound = Duration::from_secs(60);
+    let code = leecher.wait_exit(bound);
+    let open = flood.iter().filter(|c| closed_now(c) != Some(true)).count();
+    eprintln!(
+        "leecher exited {code:?} {:?} after the flood; {open} flood connections still open",
+        started.elapsed()
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "the leecher was not served within {bound:?} during the flood; leecher log:\n{}",
+        leecher.log()
+    );
+    assert_eq!(sha256(&dir.join("file.bin")), sha256(&s.file()));
+    assert!(
+        open >= 40,
+        "the flood was not holding the slots: {open} open"
+    );
+    s.assert_alive();
+    drop(flood);
 }

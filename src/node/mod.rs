@@ -350,9 +350,11 @@ pub fn run_torrent(
     if let Some(a) = announcer {
         a.stop();
     }
-    if let Some(o) = overlay.and_then(|o| Arc::try_unwrap(o).ok()) {
+    // Always stopped, even if something still holds a clone of the Arc.
+    if let Some(o) = &overlay {
         o.shutdown();
     }
+    drop(overlay);
     let final_status = snapshot(
         &swarm,
         &candidates,

@@ -75,9 +75,11 @@ struct Inner {
 pub struct Overlay {
     inner: Arc<Inner>,
     addr: SocketAddr,
-    stop_tx: Option<Sender<()>>,
-    listener: Option<Service>,
-    threads: Vec<JoinHandle<()>>,
+    // Behind mutexes so `shutdown` works through a shared `Arc<Overlay>`;
+    // each is taken alone, only by `shutdown`.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    listener: Mutex<Option<Service>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Overlay {
@@ -140,9 +142,9 @@ impl Overlay {
         Ok(Overlay {
             inner,
             addr,
-            stop_tx: Some(stop_tx),
-            listener: Some(service),
-            threads,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            listener: Mutex::new(Some(service)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -201,13 +203,17 @@ impl Overlay {
         self.inner.members.lock().len()
     }
 
-    pub fn shutdown(mut self) {
+    /// Stops and joins every overlay thread; callable through a shared
+    /// `Arc` (a second call does nothing).
+    pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
-        self.stop_tx.take();
-        if let Some(l) = self.listener.take() {
+        self.stop_tx.lock().take();
+        let listener = self.listener.lock().take();
+        if let Some(l) = listener {
             l.stop();
         }
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
             let _ = t.join();
         }
     }

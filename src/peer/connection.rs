@@ -26,7 +26,7 @@ use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
 use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
-use crate::swarm::torrent::{DropReason, TorrentState};
+use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, decode_body, id, Handshake, Message};
 
 /// No message at all for this long drops the peer (keep-alives count).
@@ -36,6 +36,13 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// Blocks a writer sends per pull from the state.
 const UPLOAD_BATCH: usize = 32;
 const SOCKET_BUFFER: usize = 256 * 1024;
+
+/// Connection threads allowed past `--max-peers`, for handshakes only: a
+/// newcomer must complete its handshake before it may evict an idle peer
+/// (see `swarm::eviction`), and it needs a thread to do so.
+pub fn handshake_spare(max_peers: usize) -> usize {
+    (max_peers / 4).max(4)
+}
 
 /// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
 #[derive(Default)]
@@ -68,10 +75,14 @@ pub struct Swarm {
 
 #[derive(Default)]
 struct Connections {
-    /// Live or starting connection threads, with a socket handle to close.
-    threads: HashMap<u64, (Option<TcpStream>, JoinHandle<()>)>,
+    /// Live or starting connection threads, with a handle on the socket to
+    /// close at shutdown: registered before connect (dials) or before the
+    /// handshake (accepts), so no thread waits out a timeout at shutdown.
+    threads: HashMap<u64, (Option<socket2::Socket>, JoinHandle<()>)>,
     /// Addresses being dialed or connected by us.
     dialed: std::collections::HashSet<SocketAddr>,
+    /// Threads (ids) that have not finished their handshake yet.
+    handshaking: std::collections::HashSet<u64>,
 }
 
 impl Swarm {
@@ -148,7 +159,11 @@ impl Swarm {
                     id,
                     dialed: Some(addr),
                 };
-                match handshake::dial(addr, swarm.info_hash, swarm.our_id) {
+                let dialed = swarm.connect(id, addr).and_then(|mut stream| {
+                    let theirs = handshake::dial(&mut stream, swarm.info_hash, swarm.our_id)?;
+                    Ok((stream, theirs))
+                });
+                match dialed {
                     Ok((stream, theirs)) => swarm.run(id, stream, addr, theirs, true),
                     Err(e) => {
                         log::debug!("dial {addr}: {e}");
@@ -161,6 +176,7 @@ impl Swarm {
         match handle {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
+                conns.handshaking.insert(id);
                 true
             }
             Err(e) => {
@@ -172,10 +188,16 @@ impl Swarm {
     }
 
     /// Takes an accepted connection; refuses it politely past the limit.
+    /// Past `--max-peers` a few spare threads may still run handshakes, so
+    /// a newcomer can take an idle peer's slot (decided in `run`).
     pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.conns.lock();
-        if self.is_shutting_down() || conns.threads.len() >= self.max_peers {
+        let threads = conns.threads.len();
+        let spare = handshake_spare(self.max_peers);
+        let room = threads < self.max_peers
+            || (conns.handshaking.len() < spare && threads < self.max_peers + spare);
+        if self.is_shutting_down() || !room {
             log::debug!("refusing {addr}: at the peer limit");
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -189,6 +211,13 @@ impl Swarm {
                     id,
                     dialed: None,
                 };
+                let registered = stream
+                    .try_clone()
+                    .is_ok_and(|c| swarm.register_socket(id, c.into()));
+                if !registered {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
                 match handshake::answer(&mut stream, swarm.info_hash, swarm.our_id) {
                     Ok(theirs) => swarm.run(id, stream, addr, theirs, false),
                     Err(e) => {
@@ -200,15 +229,47 @@ impl Swarm {
         match spawned {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
+                conns.handshaking.insert(id);
             }
             Err(e) => log::warn!("cannot start a connection thread: {e}"),
         }
+    }
+
+    /// Gives shutdown a handle on connection `id`'s socket. False if
+    /// shutdown has begun: the caller must stop instead of going on.
+    fn register_socket(&self, id: u64, socket: socket2::Socket) -> bool {
+        let mut conns = self.conns.lock();
+        match conns.threads.get_mut(&id) {
+            Some(entry) if !self.is_shutting_down() => {
+                entry.0 = Some(socket);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Connects to `addr` with the socket registered first, so shutdown
+    /// can end the connect and the handshake after it.
+    fn connect(&self, id: u64, addr: SocketAddr) -> Result<TcpStream, HandshakeError> {
+        let stopping = || io::Error::other("shutting down");
+        let socket = handshake::socket_for(addr)?;
+        if !self.register_socket(id, socket.try_clone()?) {
+            return Err(stopping().into());
+        }
+        let stream = handshake::connect(socket, addr)?;
+        // Shutdown may have closed the socket before the connect began,
+        // which a connect does not notice.
+        if self.is_shutting_down() {
+            return Err(stopping().into());
+        }
+        Ok(stream)
     }
 
     fn finished(&self, id: u64, dialed: Option<SocketAddr>) {
         let mut conns = self.conns.lock();
         // Dropping our own JoinHandle detaches this (ending) thread.
         conns.threads.remove(&id);
+        conns.handshaking.remove(&id);
         if let Some(addr) = dialed {
             conns.dialed.remove(&addr);
         }
@@ -223,6 +284,7 @@ impl Swarm {
         theirs: Handshake,
         outgoing: bool,
     ) {
+        self.conns.lock().handshaking.remove(&id);
         let (waker_tx, waker_rx) = crossbeam_channel::bounded(1);
         let key = {
             let mut state = self.state.lock();
@@ -231,6 +293,16 @@ impl Swarm {
             {
                 log::debug!("dropping {addr}: banned or duplicate");
                 return;
+            }
+            match state.make_room(self.max_peers, Instant::now()) {
+                Room::Free => {}
+                Room::Evicted(victim) => {
+                    log::debug!("evicting idle {victim} to make room for {addr}")
+                }
+                Room::Full => {
+                    log::debug!("dropping {addr}: every slot holds a busy or new peer");
+                    return;
+                }
             }
             state.register(
                 addr,
@@ -244,8 +316,12 @@ impl Swarm {
         let result = self
             .clone()
             .run_registered(id, key, stream, addr, waker_tx, waker_rx);
-        if let Err(e) = result {
-            log::debug!("{addr}: connection ended: {e}");
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                log::debug!("{addr}: connection ended: closed by the peer")
+            }
+            Err(e) => log::debug!("{addr}: connection ended: {e}"),
+            Ok(()) => {}
         }
     }
 
@@ -261,10 +337,9 @@ impl Swarm {
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
         let write_half = stream.try_clone()?;
-        if let Some(entry) = self.conns.lock().threads.get_mut(&id) {
-            entry.0 = Some(stream.try_clone()?);
-        }
-        if self.is_shutting_down() {
+        // The socket was registered before the handshake (see `connect`
+        // and `accept`); shutdown may have begun since.
+        if !self.register_socket(id, stream.try_clone()?.into()) {
             let _ = stream.shutdown(Shutdown::Both);
         }
         let swarm = self.clone();
@@ -319,7 +394,9 @@ impl Swarm {
                 // Throttling here, before the payload is read, lets TCP's
                 // own flow control slow the sender down.
                 if let Some(l) = &self.limits.download {
-                    l.acquire(data_len);
+                    if !l.acquire(data_len) {
+                        return Err(io::Error::other("shutting down"));
+                    }
                 }
                 let decision = self.state.lock().begin_block(key, index, begin, data_len);
                 match decision.map_err(drop_err)? {
@@ -374,8 +451,11 @@ impl Swarm {
         let result = (|| loop {
             let out = self.state.lock().take_outgoing(key, uploaded, UPLOAD_BATCH);
             uploaded = 0;
-            if let Some(reason) = out.close {
-                return Err(drop_err(reason));
+            match out.close {
+                // The reader ended and unregistered: a normal close.
+                Some(DropReason::Closed) => return Ok(()),
+                Some(reason) => return Err(drop_err(reason)),
+                None => {}
             }
             if !out.messages.is_empty() || !out.uploads.is_empty() {
                 control.clear();
@@ -383,7 +463,9 @@ impl Swarm {
                     m.encode(&mut control);
                 }
                 if let Some(l) = &self.limits.upload {
-                    l.acquire(out.uploads.iter().map(|r| r.length).sum());
+                    if !l.acquire(out.uploads.iter().map(|r| r.length).sum()) {
+                        return Ok(());
+                    }
                 }
                 let headers: Vec<[u8; peer::PIECE_HEADER_LEN]> = out
                     .uploads
@@ -427,7 +509,14 @@ impl Swarm {
     pub fn shutdown(&self, deadline: Duration) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.stop_tx.lock().take();
-        let threads: Vec<(Option<TcpStream>, JoinHandle<()>)> = {
+        // Readers and writers asleep in a rate limit wake up and end.
+        for l in [&self.limits.upload, &self.limits.download]
+            .into_iter()
+            .flatten()
+        {
+            l.close();
+        }
+        let threads: Vec<(Option<socket2::Socket>, JoinHandle<()>)> = {
             let mut conns = self.conns.lock();
             conns.threads.drain().map(|(_, v)| v).collect()
         };
@@ -438,8 +527,8 @@ impl Swarm {
         }
         let start = Instant::now();
         for (_, handle) in threads {
-            // Threads still handshaking finish within the handshake timeout;
-            // past the deadline we stop waiting rather than hang the exit.
+            // Every socket is closed, so threads end at once; past the
+            // deadline (a bug) we stop waiting rather than hang the exit.
             while !handle.is_finished() && start.elapsed() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

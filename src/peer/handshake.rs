@@ -45,20 +45,36 @@ fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
     Handshake::decode(&buf).map_err(|_| HandshakeError::NotBitTorrent)
 }
 
-/// Dials `addr` and exchanges handshakes.
+/// An unconnected socket for dialing `addr`: the caller can keep a clone
+/// to shut it down from another thread (which ends a pending connect)
+/// before calling [`connect`].
+pub fn socket_for(addr: SocketAddr) -> io::Result<socket2::Socket> {
+    socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+}
+
+/// Connects `socket` to `addr` within [`CONNECT_TIMEOUT`].
+pub fn connect(socket: socket2::Socket, addr: SocketAddr) -> io::Result<TcpStream> {
+    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    Ok(socket.into())
+}
+
+/// Sends our handshake on a freshly connected `stream` and reads theirs.
 pub fn dial(
-    addr: SocketAddr,
+    stream: &mut TcpStream,
     info_hash: InfoHash,
     our_id: PeerId,
-) -> Result<(TcpStream, Handshake), HandshakeError> {
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+) -> Result<Handshake, HandshakeError> {
     stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
     stream.set_nodelay(true)?;
     stream.write_all(&Handshake::new(info_hash, our_id).encode())?;
-    let theirs = read_handshake(&mut stream)?;
+    let theirs = read_handshake(stream)?;
     check(&theirs, info_hash, our_id)?;
-    Ok((stream, theirs))
+    Ok(theirs)
 }
 
 /// Reads an incoming peer's handshake, checks it, and answers.
@@ -107,7 +123,8 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             answer(&mut s, ih, me).map(|_| ())
         });
-        let dialed = dial(addr, ih, me);
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let dialed = dial(&mut stream, ih, me);
         assert!(
             matches!(dialed, Err(HandshakeError::OurOwnId)),
             "the dialer must learn it reached itself: {dialed:?}"

@@ -1,7 +1,10 @@
 //! Download and upload policy as plain structs, with no I/O: the piece
-//! picker, the choker, and the torrent state that connection threads and
-//! the node loop drive.
+//! picker, the choker, who to blame for failed pieces (`suspicion`), which
+//! peer to evict when every slot is taken (`eviction`), and the torrent
+//! state that connection threads and the node loop drive.
 
 pub mod choker;
+pub mod eviction;
 pub mod picker;
+pub mod suspicion;
 pub mod torrent;

@@ -343,6 +343,27 @@ impl PiecePicker {
         }
     }
 
+    /// Throws away the received blocks of a partial piece (they came partly
+    /// from a peer found corrupt): they become Free again. Blocks being
+    /// received or requested are left alone. False if the piece is not
+    /// partial.
+    pub fn reset_received(&mut self, piece: usize) -> bool {
+        let Some(PieceState::Partial {
+            slots, received, ..
+        }) = self.states.get_mut(piece)
+        else {
+            return false;
+        };
+        for slot in slots.iter_mut() {
+            if *slot == Slot::Received {
+                *slot = Slot::Free;
+                self.free_blocks += 1;
+            }
+        }
+        *received = 0;
+        true
+    }
+
     /// Result of hashing a piece that was `Hashing`. `shared` says the
     /// blocks came from more than one peer; a failure then makes the piece
     /// exclusive (module doc).
@@ -385,6 +406,34 @@ mod tests {
             more.iter().all(|b| b.piece == first),
             "same piece continued"
         );
+    }
+
+    #[test]
+    fn reset_received_frees_only_received_blocks() {
+        let mut p = PiecePicker::new(vec![3], 1);
+        let mut out = vec![];
+        p.pick(1, &full(1), 3, &mut out);
+        for b in &out[..2] {
+            assert!(matches!(p.begin_block(1, *b), BlockArrival::Write { .. }));
+        }
+        assert!(!p.finish_block(out[0]));
+        // out[1] is still being received, out[2] still requested.
+        assert!(p.reset_received(0));
+        let mut again = vec![];
+        p.pick(2, &full(1), 1, &mut again);
+        assert_eq!(again, vec![out[0]], "only the received block is free again");
+        assert!(!p.finish_block(out[1]));
+        assert!(matches!(
+            p.begin_block(1, out[2]),
+            BlockArrival::Write { .. }
+        ));
+        assert!(!p.finish_block(out[2]));
+        assert!(matches!(
+            p.begin_block(2, out[0]),
+            BlockArrival::Write { .. }
+        ));
+        assert!(p.finish_block(out[0]), "complete once refetched");
+        assert!(!p.reset_received(0), "hashing, not partial");
     }
 
     #[test]

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
+use super::eviction::{self, PeerActivity};
 use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
+use super::suspicion::{Suspicion, Verdict};
 use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
 use crate::storage::{HashJob, HashPurpose, HashResult};
 use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
@@ -75,6 +77,12 @@ pub enum DropReason {
     BadData,
     #[error("both sides are seeds")]
     BothSeeds,
+    #[error("evicted: idle while every slot was taken")]
+    Evicted,
+    /// The connection is no longer registered: its reader ended. What a
+    /// writer sees on every normal close; not a fault of the peer.
+    #[error("connection closed")]
+    Closed,
 }
 
 /// Smoothed bytes per second, updated once per tick.
@@ -133,6 +141,11 @@ pub struct PeerState {
     pex_told: HashSet<SocketAddr>,
     pex_due: Option<Instant>,
     pex_heard: Option<Instant>,
+    /// Pieces this peer delivered blocks of that await their hash verdict.
+    unsettled: HashSet<u32>,
+    connected_at: Instant,
+    /// Last payload block either way (eviction keeps busy peers).
+    last_data: Option<Instant>,
 }
 
 impl PeerState {
@@ -167,6 +180,17 @@ pub struct Stats {
     pub pieces_resumed: u64,
 }
 
+/// Whether a newcomer that completed its handshake may join.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Room {
+    /// A slot is free.
+    Free,
+    /// This idle peer was told to close to make room.
+    Evicted(SocketAddr),
+    /// Every slot holds a peer worth keeping: refuse the newcomer.
+    Full,
+}
+
 /// What the node must do after a hash result.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HashOutcome {
@@ -187,6 +211,8 @@ pub struct TorrentState {
     /// Who delivered blocks of each piece being downloaded.
     contributors: HashMap<u32, HashSet<PeerKey>>,
     banned_ids: HashSet<PeerId>,
+    /// Blame for failed pieces, suspensions, unverified-piece budgets.
+    suspicion: Suspicion,
     hash_jobs: Sender<HashJob>,
     pub stats: Stats,
     pub listen_port: u16,
@@ -219,6 +245,7 @@ impl TorrentState {
             last_tick: now,
             contributors: HashMap::new(),
             banned_ids: HashSet::new(),
+            suspicion: Suspicion::default(),
             hash_jobs,
             stats: Stats::default(),
             listen_port: 0,
@@ -250,6 +277,33 @@ impl TorrentState {
 
     pub fn peer_addrs(&self) -> Vec<SocketAddr> {
         self.peers.values().map(|p| p.addr).collect()
+    }
+
+    /// Makes room for one newcomer among `max` slots: peers already told to
+    /// close do not count; when all are taken, the least useful one (see
+    /// `eviction`) is told to close.
+    pub fn make_room(&mut self, max: usize, now: Instant) -> Room {
+        let live: Vec<PeerActivity> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.close.is_none())
+            .map(|(&key, p)| PeerActivity {
+                key,
+                connected_at: p.connected_at,
+                last_data: p.last_data,
+                interested: p.peer_interested || p.am_interested,
+            })
+            .collect();
+        if live.len() < max {
+            return Room::Free;
+        }
+        let Some(victim) = eviction::choose_victim(&live, now) else {
+            return Room::Full;
+        };
+        let peer = self.peers.get_mut(&victim).expect("key from map");
+        peer.close = Some(DropReason::Evicted);
+        peer.wake();
+        Room::Evicted(peer.addr)
     }
 
     /// When a second connection to the same peer appears, both sides keep
@@ -316,6 +370,9 @@ impl TorrentState {
             pex_told: HashSet::new(),
             pex_due: None,
             pex_heard: None,
+            unsettled: HashSet::new(),
+            connected_at: Instant::now(),
+            last_data: None,
         };
         if extensions {
             let hs = ExtendedHandshake {
@@ -347,6 +404,7 @@ impl TorrentState {
             self.picker.release(key, block);
         }
         self.picker.forget_peer(key);
+        self.suspicion.forget(key);
         self.fill_all();
     }
 
@@ -596,10 +654,19 @@ impl TorrentState {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested || peer.close.is_some() {
+        if peer.peer_choking
+            || !peer.am_interested
+            || peer.close.is_some()
+            || self.suspicion.is_suspended(key)
+        {
             return;
         }
-        let limit = peer.window.min(peer.reqq) as usize;
+        // Blocks of at most `piece_budget` pieces outstanding or awaiting
+        // their hash (see `suspicion`): counted in whole pieces' blocks.
+        let per_piece = self.layout.blocks_in(0) as usize;
+        let budget = self.suspicion.piece_budget(key) * per_piece;
+        let limit = (peer.window.min(peer.reqq) as usize)
+            .min(budget.saturating_sub(peer.unsettled.len() * per_piece));
         // Top up in batches: one wake-up and one write per batch of
         // requests, not per block.
         let batch = (limit / 8).clamp(1, 16);
@@ -657,8 +724,15 @@ impl TorrentState {
                 "piece message for a block we never request",
             ));
         }
+        let suspended = self.suspicion.is_suspended(key);
         let peer = self.peer_mut(key)?;
         peer.requested.remove(&block);
+        if suspended || peer.close.is_some() {
+            // A suspect's or a dropped peer's data still in flight: its
+            // requests were released when it fell under suspicion.
+            self.stats.wasted += len as u64;
+            return Ok(None);
+        }
         match self.picker.begin_block(key, block) {
             BlockArrival::Write {
                 also_requested_from,
@@ -693,6 +767,8 @@ impl TorrentState {
         self.stats.downloaded += len;
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.down.add(len);
+            peer.unsettled.insert(block.piece);
+            peer.last_data = Some(Instant::now());
         }
         self.contributors
             .entry(block.piece)
@@ -713,46 +789,90 @@ impl TorrentState {
     }
 
     /// Applies a download hash result: HAVE to every peer on success. On
-    /// failure the piece is fetched again; if one peer sent all of it, that
-    /// peer is dropped and banned, otherwise the piece is refetched from a
-    /// single peer (see the picker) so the next failure has one culprit.
+    /// failure the piece is fetched again and `suspicion` names whom to
+    /// blame: a sole sender, or a peer with a second strike, is dropped and
+    /// banned; the other contributors of a shared failure are suspended
+    /// until it is settled, and the piece is refetched from a single peer
+    /// (see the picker) so the next failure has one culprit.
     pub fn on_hash_result(&mut self, r: HashResult) -> HashOutcome {
         let mut outcome = HashOutcome::default();
         if r.purpose != HashPurpose::Download {
             return outcome;
         }
-        let senders = self
-            .contributors
-            .remove(&(r.piece as u32))
-            .unwrap_or_default();
+        let piece = r.piece as u32;
+        let senders = self.contributors.remove(&piece).unwrap_or_default();
+        for k in &senders {
+            if let Some(p) = self.peers.get_mut(k) {
+                p.unsettled.remove(&piece);
+            }
+        }
         let was_complete = self.is_complete();
         self.picker.hash_done(r.piece, r.ok, senders.len() > 1);
         if r.ok {
             self.stats.pieces_downloaded += 1;
+            self.suspicion.on_pass(piece, &senders);
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
             for k in keys {
                 let peer = self.peers.get_mut(&k).expect("key from map");
-                peer.send(Message::Have(r.piece as u32));
+                peer.send(Message::Have(piece));
                 if peer.bitfield.get(r.piece) {
                     peer.wanted_from = peer.wanted_from.saturating_sub(1);
                 }
                 self.update_interest(k);
             }
+            // Released suspects, and contributors whose piece budget had
+            // stopped their requests, may ask for more now.
+            self.fill_all();
             outcome.completed = !was_complete && self.is_complete();
         } else {
             self.stats.hash_failures += 1;
             self.stats.wasted += self.layout.piece_len(r.piece) as u64;
-            if let [culprit] = senders.iter().collect::<Vec<_>>()[..] {
-                if let Some(peer) = self.peers.get_mut(culprit) {
+            let verdicts = self.suspicion.on_fail(piece, &senders, Instant::now());
+            for (key, verdict) in verdicts {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    continue;
+                };
+                if verdict == Verdict::Ban {
                     peer.close = Some(DropReason::BadData);
                     self.banned_ids.insert(peer.peer_id);
                     outcome.banned.push(peer.addr);
                     peer.wake();
                 }
+                self.distrust(key);
             }
             self.fill_all();
         }
         outcome
+    }
+
+    /// `key` is banned or suspended: its outstanding requests go back to
+    /// the pool, and the pieces it partly delivered lose their received
+    /// blocks, so its data cannot spoil a piece completed by others.
+    fn distrust(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let requested: Vec<Block> = peer.requested.drain().collect();
+        for b in requested {
+            self.picker.release(key, b);
+        }
+        self.picker.forget_peer(key);
+        let tainted: Vec<u32> = self
+            .contributors
+            .iter()
+            .filter(|(_, senders)| senders.contains(&key))
+            .map(|(&piece, _)| piece)
+            .collect();
+        for piece in tainted {
+            if self.picker.reset_received(piece as usize) {
+                let senders = self.contributors.remove(&piece).unwrap_or_default();
+                for k in senders {
+                    if let Some(p) = self.peers.get_mut(&k) {
+                        p.unsettled.remove(&piece);
+                    }
+                }
+            }
+        }
     }
 
     /// What `key`'s writer should send; `uploaded` is what it sent since
@@ -761,11 +881,14 @@ impl TorrentState {
         self.stats.uploaded += uploaded;
         let Some(peer) = self.peers.get_mut(&key) else {
             return Outgoing {
-                close: Some(DropReason::Protocol("unknown connection")),
+                close: Some(DropReason::Closed),
                 ..Outgoing::default()
             };
         };
         peer.up.add(uploaded);
+        if uploaded > 0 {
+            peer.last_data = Some(Instant::now());
+        }
         let mut out = Outgoing {
             messages: std::mem::take(&mut peer.outbox),
             close: peer.close.clone(),
@@ -787,6 +910,7 @@ impl TorrentState {
 
     /// Once a second: rates, pipeline windows, and every 10 s a rechoke.
     pub fn tick(&mut self, now: Instant) {
+        self.suspicion.expire(now);
         let elapsed = now.duration_since(self.last_tick);
         self.last_tick = now;
         for peer in self.peers.values_mut() {
@@ -908,7 +1032,11 @@ mod tests {
         assert_eq!(out.messages, vec![Message::Interested]);
         s.on_message(k, Message::Unchoke).unwrap();
         let out = s.take_outgoing(k, 0, 10);
-        assert_eq!(requests(&out).len(), 8, "all 8 blocks fit in the window");
+        assert_eq!(
+            requests(&out).len(),
+            4,
+            "an unproven peer gets the blocks of two pieces (its budget)"
+        );
     }
 
     #[test]
@@ -1005,6 +1133,78 @@ mod tests {
         id[..2].copy_from_slice(&1u16.to_be_bytes());
         assert!(s.is_banned(&PeerId(id)));
         assert_eq!(s.stats.hash_failures, 1);
+    }
+
+    #[test]
+    fn a_shared_bad_piece_suspends_a_contributor_and_discards_its_data() {
+        let (mut s, _jobs) = state(3, 2 * BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        for k in [a, b] {
+            s.on_message(k, Message::Bitfield(vec![0xe0])).unwrap();
+            s.on_message(k, Message::Unchoke).unwrap();
+        }
+        // Piece 0: one block from each.
+        let (b0, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
+        s.finish_block(a, b0);
+        let (b1, _) = s
+            .begin_block(b, 0, BLOCK_SIZE, BLOCK_SIZE)
+            .unwrap()
+            .unwrap();
+        s.finish_block(b, b1);
+        let outcome = s.on_hash_result(HashResult {
+            piece: 0,
+            purpose: HashPurpose::Download,
+            ok: false,
+        });
+        assert!(outcome.banned.is_empty(), "shared: nobody is banned yet");
+        let suspended: Vec<PeerKey> = [a, b]
+            .into_iter()
+            .filter(|&k| s.suspicion.is_suspended(k))
+            .collect();
+        assert_eq!(suspended.len(), 1, "one suspect keeps going to refetch");
+        let sus = suspended[0];
+        // Its data in flight is discarded, and it gets no new requests.
+        assert_eq!(s.begin_block(sus, 1, 0, BLOCK_SIZE), Ok(None));
+        s.take_outgoing(sus, 0, 0);
+        s.tick(Instant::now());
+        assert!(requests(&s.take_outgoing(sus, 0, 0)).is_empty());
+        assert!(
+            s.peers[&sus].requested.is_empty(),
+            "its requests were released"
+        );
+    }
+
+    #[test]
+    fn a_full_swarm_evicts_an_idle_peer_past_its_grace_for_a_newcomer() {
+        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        let (b, _wb) = add_peer(&mut s, 2);
+        let now = Instant::now();
+        assert_eq!(s.make_room(3, now), Room::Free);
+        assert_eq!(
+            s.make_room(2, now),
+            Room::Full,
+            "both in their grace period"
+        );
+        // b is busy: it just sent us data.
+        s.peers.get_mut(&b).unwrap().last_data = Some(now + eviction::GRACE);
+        let later = now + eviction::GRACE + Duration::from_secs(1);
+        assert_eq!(s.make_room(2, later), Room::Evicted(s.peers[&a].addr));
+        assert_eq!(s.take_outgoing(a, 0, 0).close, Some(DropReason::Evicted));
+        assert_eq!(
+            s.make_room(2, later),
+            Room::Free,
+            "a closing peer frees its slot"
+        );
+    }
+
+    #[test]
+    fn a_writer_of_an_unregistered_peer_sees_a_normal_close() {
+        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        s.unregister(a);
+        assert_eq!(s.take_outgoing(a, 0, 0).close, Some(DropReason::Closed));
     }
 
     #[test]

@@ -312,3 +312,167 @@ impl RawPeer {
         }
     }
 }
+
+/// A listener that accepts every connection and never sends a byte: a
+/// node dialing it waits in its handshake until the handshake timeout.
+pub struct HangListener {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl HangListener {
+    pub fn start() -> HangListener {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        std::thread::spawn(move || {
+            // Held (never read, never written) until the test process ends.
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(1000) {
+                let Ok(stream) = stream else { continue };
+                a.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        HangListener { addr, accepted }
+    }
+}
+
+/// A seeder that serves the real content, except that every block of the
+/// pieces `corrupt` picks has its bits flipped.
+pub struct FlippingSeeder {
+    pub addr: SocketAddr,
+    pub blocks_served: Arc<AtomicUsize>,
+    pub corrupt_served: Arc<AtomicUsize>,
+}
+
+impl FlippingSeeder {
+    pub fn start(
+        info_hash: InfoHash,
+        content: Vec<u8>,
+        piece_len: u32,
+        corrupt: fn(u32) -> bool,
+    ) -> FlippingSeeder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocks_served = Arc::new(AtomicUsize::new(0));
+        let corrupt_served = Arc::new(AtomicUsize::new(0));
+        let (b, c) = (blocks_served.clone(), corrupt_served.clone());
+        let content = Arc::new(content);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(100) {
+                let Ok(stream) = stream else { continue };
+                let (b, c, content) = (b.clone(), c.clone(), content.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_flipped(stream, info_hash, &content, piece_len, corrupt, &b, &c);
+                });
+            }
+        });
+        FlippingSeeder {
+            addr,
+            blocks_served,
+            corrupt_served,
+        }
+    }
+}
+
+fn serve_flipped(
+    mut s: TcpStream,
+    info_hash: InfoHash,
+    content: &[u8],
+    piece_len: u32,
+    corrupt: fn(u32) -> bool,
+    served: &AtomicUsize,
+    corrupt_served: &AtomicUsize,
+) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut hs)?;
+    let mut id = [b'F'; 20];
+    id[..8].copy_from_slice(b"-FL0001-");
+    s.write_all(&plain_handshake(info_hash, PeerId(id)))?;
+    let num_pieces = content.len().div_ceil(piece_len as usize);
+    let mut out = Vec::new();
+    let bits = btnode::core::Bitfield::full(num_pieces);
+    Message::Bitfield(bits.as_bytes().to_vec()).encode(&mut out);
+    Message::Unchoke.encode(&mut out);
+    s.write_all(&out)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some((msg, used))) = decode_frame(&buf, 1 << 20) {
+            buf.drain(..used);
+            let Message::Request(r) = msg else { continue };
+            let at = r.index as usize * piece_len as usize + r.begin as usize;
+            let Some(bytes) = content.get(at..at + r.length as usize) else {
+                return Ok(());
+            };
+            let mut data = bytes.to_vec();
+            if corrupt(r.index) {
+                data.iter_mut().for_each(|b| *b ^= 0x5a);
+                corrupt_served.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut reply = Vec::new();
+            Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                data,
+            }
+            .encode(&mut reply);
+            s.write_all(&reply)?;
+            served.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Connects to `addr` from source address `from` (e.g. 127.0.0.2).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.bind(&SocketAddr::new(from, 0).into())?;
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(sock.into())
+}
+
+/// Opens up to `count` connections to `addr` from the source addresses in
+/// turn, each sending a plain handshake with its own peer id; keeps (and
+/// returns) those the node answered. Bounded by `count` and `within`.
+/// The kept connections never send anything else: idle peers.
+pub fn idle_handshaken_flood(
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    sources: &[std::net::IpAddr],
+    count: usize,
+    within: Duration,
+) -> Vec<TcpStream> {
+    let started = std::time::Instant::now();
+    let mut kept = Vec::new();
+    for n in 0..count {
+        if started.elapsed() >= within {
+            break;
+        }
+        let Ok(mut s) = connect_from(sources[n % sources.len()], addr) else {
+            continue;
+        };
+        let mut id = [b'I'; 20];
+        id[..8].copy_from_slice(b"-ID0001-");
+        id[16..].copy_from_slice(&(n as u32).to_be_bytes());
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if s.write_all(&plain_handshake(info_hash, PeerId(id)))
+            .is_err()
+        {
+            continue;
+        }
+        let mut reply = [0u8; HANDSHAKE_LEN];
+        if s.read_exact(&mut reply).is_ok() {
+            kept.push(s);
+        }
+    }
+    kept
+}
