@@ -8,7 +8,8 @@
 #
 # Knobs (environment): FUZZ_SECONDS per target (30), FUZZ_TARGETS (all),
 # FUZZ_JOBS targets at once (2), FUZZ_RSS_MB memory limit per process
-# (1024; also caps any single allocation), FUZZ_TIMEOUT seconds per input (10).
+# (1024; also caps any single allocation), FUZZ_TIMEOUT seconds per input (10),
+# FUZZ_FIXTURES a folder of .torrent seeds besides tests/fixtures and ../shared/fixtures.
 # Corpora grow in fuzz/corpus/TARGET (seeded afresh from btnode's encoders
 # and the fixture torrents by examples/fuzz_seeds.rs); a failing input is
 # kept in fuzz/artifacts/TARGET/ and can be replayed with
@@ -27,14 +28,21 @@ export RUSTC_BOOTSTRAP=1
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
-targets=${FUZZ_TARGETS:-$(cd fuzz && cargo fuzz list)}
 started=$(date +%s)
-(cd fuzz && cargo fuzz build -s none $targets 2>&1 | tail -n 3)
+if [ -n "${FUZZ_TARGETS:-}" ]; then
+  targets=$FUZZ_TARGETS
+  for t in $targets; do (cd fuzz && cargo fuzz build -s none "$t" 2>&1 | tail -n 2); done
+else
+  targets=$(cd fuzz && cargo fuzz list)
+  (cd fuzz && cargo fuzz build -s none 2>&1 | tail -n 2)
+fi
 echo "fuzz: built in $(( $(date +%s) - started )) s"
 
 # Seeds: written at run time, so none are kept in the repository.
 fixtures=()
-for d in tests/fixtures ../shared/fixtures; do [ -d "$d" ] && fixtures+=("$d"); done
+for d in ${FUZZ_FIXTURES:-} ${BTNODE_FIXTURES:-} tests/fixtures ../shared/fixtures; do
+  if [ -d "$d" ]; then fixtures+=("$d"); fi
+done
 cargo run --quiet --example fuzz_seeds -- fuzz/corpus "${fixtures[@]}"
 
 bin_dir=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
