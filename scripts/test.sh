@@ -30,6 +30,9 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 # Two cores: run two test threads; each integration test bounds its own time.
 cargo test --all-targets -- --test-threads=2
+# Every fuzz target for a bounded time (30 s each, two at a time); fails on a
+# crash, hang or OOM. FUZZ_SECONDS=0 skips it.
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then bash scripts/fuzz.sh; fi
 # The compose swarm under faults, on the Docker engine (skips without one
 # unless BTNODE_REQUIRE_PEERS=1).
 bash scripts/swarm-test.sh

@@ -4,23 +4,41 @@
 //! with the piece count, every path is relative and made of safe components,
 //! sizes are within sane bounds. Storage trusts it, so nothing built from a
 //! `Metainfo` can address a byte outside the download directory.
+//!
+//! Parsing costs in proportion to the input: the document is read in place
+//! ([`bencode::Doc`], 8 bytes per value), the input is capped at
+//! [`MAX_TORRENT_FILE`] as libtorrent caps it, paths are bounded in depth
+//! and length, and the checks over all paths (duplicates, a file where
+//! another needs a folder) keep one string per file, never every prefix.
 
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
-use super::bencode::{self, Value};
+use super::bencode::{self, Node, Value};
 use super::ids::InfoHash;
 
-/// Largest torrent file we read (a 1 TiB torrent at 256 KiB pieces is 80 MiB
-/// of hashes; anything bigger is refused before it is parsed).
-pub const MAX_TORRENT_FILE: u64 = 100 * 1024 * 1024;
+/// Largest torrent we parse, from a file or from bytes (libtorrent's limit
+/// too). 10 MiB holds 500,000 piece hashes: 8 TiB at 16 MiB pieces.
+pub const MAX_TORRENT_FILE: u64 = 10 * 1024 * 1024;
 /// libtorrent accepts pieces of 512 MiB and more; so do we, up to 1 GiB.
 pub const MAX_PIECE_LENGTH: u64 = 1 << 30;
 pub const MAX_TOTAL_LENGTH: u64 = 1 << 50;
 pub const MAX_FILES: usize = 1_000_000;
 /// Longest file name component most Linux file systems accept.
 pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Most components in one file's path below the torrent's name.
+pub const MAX_PATH_DEPTH: usize = 128;
+/// Longest path, name and `/` separators included (Linux's PATH_MAX).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Longest tracker URL kept; longer ones are dropped (real ones are < 200).
+pub const MAX_TRACKER_URL: usize = 2048;
+/// Most tracker tiers kept from `announce-list`; the rest are dropped.
+pub const MAX_TRACKER_TIERS: usize = 32;
+/// Most tracker URLs kept over all tiers (duplicates removed first).
+pub const MAX_TRACKERS: usize = 64;
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +51,8 @@ pub enum MetainfoError {
     UnsafePath { path: String, why: &'static str },
     #[error("invalid torrent: {0}")]
     Invalid(String),
+    #[error("torrent is {0} bytes, over the {MAX_TORRENT_FILE} byte limit")]
+    TooLarge(u64),
     #[error("BitTorrent v2-only torrents are not supported (no v1 `pieces`)")]
     V2Only,
     #[error("cannot read {path}: {source}")]
@@ -66,7 +86,9 @@ pub struct Metainfo {
     pub piece_hashes: Vec<[u8; 20]>,
     pub files: Vec<FileEntry>,
     pub total_length: u64,
-    /// Tracker tiers: `announce-list` if present, else `announce`.
+    /// Tracker tiers: `announce-list` if present, else `announce`. At most
+    /// [`MAX_TRACKER_TIERS`] tiers and [`MAX_TRACKERS`] URLs in all, each
+    /// URL at most [`MAX_TRACKER_URL`] bytes, no URL twice, no tier empty.
     pub trackers: Vec<Vec<String>>,
     pub private: bool,
     pub comment: Option<String>,
@@ -77,43 +99,48 @@ pub struct Metainfo {
 }
 
 impl Metainfo {
+    /// Reads and parses a `.torrent`; refuses one over [`MAX_TORRENT_FILE`]
+    /// before reading it, and never reads more than that (a file that grows,
+    /// or a device that never ends, is cut off and refused).
     pub fn from_file(path: &Path) -> Result<Metainfo, MetainfoError> {
         let io = |source| MetainfoError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.len() > MAX_TORRENT_FILE {
-            return Err(MetainfoError::Invalid(format!(
-                "torrent file is {} bytes, over the {} limit",
-                meta.len(),
-                MAX_TORRENT_FILE
-            )));
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len > MAX_TORRENT_FILE {
+            return Err(MetainfoError::TooLarge(len));
         }
-        let bytes = std::fs::read(path).map_err(io)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(MAX_TORRENT_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         Metainfo::from_bytes(&bytes)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        if bytes.len() as u64 > MAX_TORRENT_FILE {
+            return Err(MetainfoError::TooLarge(bytes.len() as u64));
+        }
         // Trailing bytes after the top-level dictionary are ignored, as
         // libtorrent and most clients do.
-        let (root, used) = bencode::decode_prefix(bytes)?;
-        let bytes = &bytes[..used];
-        if root.as_dict().is_none() {
+        let (doc, _) = bencode::Doc::parse_prefix(bytes)?;
+        let root = doc.root();
+        if root.entries().is_none() {
             return Err(MetainfoError::Invalid(
                 "top level is not a dictionary".into(),
             ));
         }
-        let span = bencode::top_level_span(bytes, b"info")?.ok_or(MetainfoError::Field("info"))?;
-        let info_hash = InfoHash(Sha1::digest(&bytes[span]).into());
         let info = root.get("info").ok_or(MetainfoError::Field("info"))?;
-        if info.as_dict().is_none() {
+        if info.entries().is_none() {
             return Err(MetainfoError::Field("info"));
         }
+        let info_hash = InfoHash(Sha1::digest(&bytes[info.span()]).into());
 
         let piece_length = info
             .get("piece length")
-            .and_then(Value::as_int)
+            .and_then(|n| n.as_int())
             .ok_or(MetainfoError::Field("piece length"))?;
         if piece_length <= 0 || piece_length as u64 > MAX_PIECE_LENGTH {
             return Err(MetainfoError::Field("piece length"));
@@ -122,7 +149,7 @@ impl Metainfo {
 
         let pieces = match info.get("pieces") {
             Some(p) => p.as_bytes().ok_or(MetainfoError::Field("pieces"))?,
-            None if info.get("meta version").and_then(Value::as_int) == Some(2) => {
+            None if info.get("meta version").and_then(|n| n.as_int()) == Some(2) => {
                 return Err(MetainfoError::V2Only)
             }
             None => return Err(MetainfoError::Field("pieces")),
@@ -133,15 +160,11 @@ impl Metainfo {
                 pieces.len()
             )));
         }
-        let piece_hashes: Vec<[u8; 20]> = pieces
-            .chunks_exact(20)
-            .map(|c| c.try_into().expect("chunks of 20"))
-            .collect();
 
         let name = info
             .get("name.utf-8")
-            .and_then(Value::as_str)
-            .or_else(|| info.get("name").and_then(Value::as_str))
+            .and_then(|n| n.as_str())
+            .or_else(|| info.get("name").and_then(|n| n.as_str()))
             .ok_or(MetainfoError::Field("name"))?
             .to_string();
         check_component(&name, &name)?;
@@ -153,6 +176,9 @@ impl Metainfo {
                     .as_int()
                     .filter(|&l| l >= 0)
                     .ok_or(MetainfoError::Field("length"))? as u64;
+                if length > MAX_TOTAL_LENGTH {
+                    return Err(MetainfoError::Invalid("total length is too large".into()));
+                }
                 let file = FileEntry {
                     path: vec![name.clone()],
                     length,
@@ -167,18 +193,22 @@ impl Metainfo {
             return Err(MetainfoError::Invalid("the torrent holds no data".into()));
         }
         let expected_pieces = total_length.div_ceil(piece_length);
-        if expected_pieces != piece_hashes.len() as u64 {
+        if expected_pieces != (pieces.len() / 20) as u64 {
             return Err(MetainfoError::Invalid(format!(
                 "{} bytes at {} per piece need {} piece hashes, `pieces` has {}",
                 total_length,
                 piece_length,
                 expected_pieces,
-                piece_hashes.len()
+                pieces.len() / 20
             )));
         }
+        let piece_hashes: Vec<[u8; 20]> = pieces
+            .chunks_exact(20)
+            .map(|c| c.try_into().expect("chunks of 20"))
+            .collect();
 
-        let trackers = parse_trackers(&root);
-        let text = |k: &str| root.get(k).and_then(Value::as_str).map(str::to_string);
+        let trackers = parse_trackers(root);
+        let text = |k: &str| root.get(k).and_then(|n| n.as_str()).map(str::to_string);
         Ok(Metainfo {
             info_hash,
             name,
@@ -187,10 +217,10 @@ impl Metainfo {
             files,
             total_length,
             trackers,
-            private: info.get("private").and_then(Value::as_int) == Some(1),
+            private: info.get("private").and_then(|n| n.as_int()) == Some(1),
             comment: text("comment"),
             created_by: text("created by"),
-            creation_date: root.get("creation date").and_then(Value::as_int),
+            creation_date: root.get("creation date").and_then(|n| n.as_int()),
             multi_file,
         })
     }
@@ -209,7 +239,8 @@ impl Metainfo {
         self.piece_len(index).div_ceil(BLOCK_SIZE)
     }
 
-    /// The first tracker URL of each tier, flattened, in order.
+    /// Every tracker URL of every tier, flattened, in order, each once
+    /// (at most [`MAX_TRACKERS`]).
     pub fn tracker_urls(&self) -> Vec<String> {
         let mut urls: Vec<String> = Vec::new();
         for tier in &self.trackers {
@@ -223,40 +254,60 @@ impl Metainfo {
     }
 }
 
-fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError> {
-    let list = list.as_list().ok_or(MetainfoError::Field("files"))?;
-    if list.is_empty() {
+fn parse_files(name: &str, list: Node<'_>) -> Result<Vec<FileEntry>, MetainfoError> {
+    let list = list.list().ok_or(MetainfoError::Field("files"))?;
+    let count = list.clone().count();
+    if count == 0 {
         return Err(MetainfoError::Invalid("`files` is empty".into()));
     }
-    if list.len() > MAX_FILES {
+    if count > MAX_FILES {
         return Err(MetainfoError::Invalid(format!(
-            "{} files, over the {MAX_FILES} limit",
-            list.len()
+            "{count} files, over the {MAX_FILES} limit"
         )));
     }
-    let mut files = Vec::with_capacity(list.len());
+    let mut files = Vec::with_capacity(count);
     let mut offset = 0u64;
-    let mut seen = std::collections::HashSet::new();
-    let mut renames = std::collections::HashMap::new();
+    // Each path once, joined by `/` (which no component contains, so the
+    // joined form is unambiguous): linear in the paths' total size.
+    let mut seen: HashSet<String> = HashSet::with_capacity(count);
+    let mut renames: HashMap<String, u32> = HashMap::new();
     for entry in list {
         // BEP 47 attributes: `p` pad file, `l` symlink (kept as an empty file).
-        let attr = entry.get("attr").and_then(Value::as_bytes).unwrap_or(b"");
+        let attr = entry.get("attr").and_then(|n| n.as_bytes()).unwrap_or(b"");
         let is_pad = attr.contains(&b'p');
         let is_symlink = attr.contains(&b'l');
         let length = match entry.get("length") {
             None if is_symlink => 0,
             v => v
-                .and_then(Value::as_int)
+                .and_then(|n| n.as_int())
                 .filter(|&l| l >= 0)
                 .ok_or(MetainfoError::Field("files.length"))? as u64,
         };
         let path_value = entry
             .get("path.utf-8")
             .or_else(|| entry.get("path"))
-            .and_then(Value::as_list);
+            .and_then(|n| n.list());
         let mut path = vec![name.to_string()];
         match path_value {
             Some(components) => {
+                // Bound depth and length before copying anything.
+                let mut depth = 0;
+                let mut bytes = name.len();
+                for component in components.clone() {
+                    depth += 1;
+                    bytes += 1 + component.as_bytes().map_or(0, <[u8]>::len);
+                    if depth > MAX_PATH_DEPTH || bytes > MAX_PATH_BYTES {
+                        return Err(MetainfoError::UnsafePath {
+                            path: format!("{name}/..."),
+                            why: if depth > MAX_PATH_DEPTH {
+                                "path deeper than 128 components"
+                            } else {
+                                "path longer than 4096 bytes"
+                            },
+                        });
+                    }
+                }
+                path.reserve_exact(depth);
                 for component in components {
                     let c = component
                         .as_str()
@@ -268,7 +319,7 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
             None if is_pad => path.extend([".pad".to_string(), length.to_string()]),
             None => return Err(MetainfoError::Field("files.path")),
         }
-        let shown = path.join("/");
+        let mut shown = path.join("/");
         if path.len() < 2 {
             return Err(MetainfoError::UnsafePath {
                 path: shown,
@@ -280,16 +331,17 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
         }
         // Pad files often share a name (`.pad/16384`); give each its own
         // file so no two torrent ranges ever map to the same bytes on disk.
-        if is_pad && seen.contains(&path) {
+        if is_pad && seen.contains(&shown) {
             let last = path.last_mut().expect("name plus components");
             *last = format!("{last}.{}", files.len());
+            shown = path.join("/");
         }
-        if seen.contains(&path) {
+        if seen.contains(&shown) {
             // Two files with one path: renamed as libtorrent does
             // (`bar.txt`, `bar.1.txt`, `bar.2.txt`, ...), so both clients
             // lay the data out alike. The counter per path keeps many
             // duplicates linear.
-            let next = renames.entry(path.clone()).or_insert(1u32);
+            let next = renames.entry(shown.clone()).or_insert(1u32);
             let last = path.last().expect("name plus components").clone();
             let (stem, ext) = match last.rfind('.') {
                 Some(dot) if dot > 0 => last.split_at(dot),
@@ -299,13 +351,14 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
                 let candidate = format!("{stem}.{next}{ext}");
                 *next += 1;
                 *path.last_mut().expect("name plus components") = candidate;
-                if !seen.contains(&path) {
+                shown = path.join("/");
+                if !seen.contains(&shown) {
                     break;
                 }
             }
             check_component(path.last().expect("name plus components"), &shown)?;
         }
-        seen.insert(path.clone());
+        seen.insert(shown);
         offset = offset
             .checked_add(length)
             .filter(|&o| o <= MAX_TOTAL_LENGTH)
@@ -316,19 +369,22 @@ fn parse_files(name: &str, list: &Value) -> Result<Vec<FileEntry>, MetainfoError
             offset: offset - length,
         });
     }
+    drop(seen);
+    drop(renames);
     // A file whose path is a folder of another file would make storage fail
-    // half-way; refuse it up front.
-    let mut dirs = std::collections::HashSet::new();
-    for f in &files {
-        for depth in 1..f.path.len() {
-            dirs.insert(f.path[..depth].to_vec());
+    // half-way; refuse it up front. Paths are unique now, and in sorted
+    // order a path is directly followed by its extensions if it has any, so
+    // comparing neighbours finds every such pair.
+    let mut order: Vec<u32> = (0..files.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| files[a as usize].path.cmp(&files[b as usize].path));
+    for pair in order.windows(2) {
+        let (a, b) = (&files[pair[0] as usize].path, &files[pair[1] as usize].path);
+        if a.len() < b.len() && b[..a.len()] == a[..] {
+            return Err(MetainfoError::UnsafePath {
+                path: a.join("/"),
+                why: "a file and a folder share this path",
+            });
         }
-    }
-    if let Some(f) = files.iter().find(|f| dirs.contains(&f.path)) {
-        return Err(MetainfoError::UnsafePath {
-            path: f.path.join("/"),
-            why: "a file and a folder share this path",
-        });
     }
     Ok(files)
 }
@@ -354,29 +410,43 @@ fn check_component(c: &str, shown: &str) -> Result<(), MetainfoError> {
     })
 }
 
-fn parse_trackers(root: &Value) -> Vec<Vec<String>> {
+/// A tracker URL worth keeping: text, not blank, not over the length bound.
+fn usable_url(n: Node<'_>) -> Option<&str> {
+    n.as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_TRACKER_URL)
+}
+
+/// Tiers from `announce-list`, else `announce`, within the bounds on
+/// [`Metainfo::trackers`]; what is over a bound is dropped, not an error
+/// (the torrent still works through the trackers kept and the overlay).
+fn parse_trackers(root: Node<'_>) -> Vec<Vec<String>> {
     let mut tiers: Vec<Vec<String>> = Vec::new();
-    if let Some(list) = root.get("announce-list").and_then(Value::as_list) {
+    let mut kept = 0;
+    if let Some(list) = root.get("announce-list").and_then(|n| n.list()) {
         for tier in list {
-            let urls: Vec<String> = tier
-                .as_list()
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            if tiers.len() == MAX_TRACKER_TIERS || kept == MAX_TRACKERS {
+                break;
+            }
+            let mut urls: Vec<String> = Vec::new();
+            for url in tier.list().into_iter().flatten().filter_map(usable_url) {
+                if kept == MAX_TRACKERS {
+                    break;
+                }
+                let known = urls.iter().chain(tiers.iter().flatten()).any(|u| u == url);
+                if !known {
+                    urls.push(url.to_string());
+                    kept += 1;
+                }
+            }
             if !urls.is_empty() {
                 tiers.push(urls);
             }
         }
     }
     if tiers.is_empty() {
-        if let Some(url) = root.get("announce").and_then(Value::as_str) {
-            let url = url.trim();
-            if !url.is_empty() {
-                tiers.push(vec![url.to_string()]);
-            }
+        if let Some(url) = root.get("announce").and_then(usable_url) {
+            tiers.push(vec![url.to_string()]);
         }
     }
     tiers
@@ -634,6 +704,127 @@ mod tests {
                 "root/noext.1"
             ]
         );
+    }
+
+    fn multi(files: Vec<Value>, npieces: usize) -> Value {
+        Value::dict([
+            ("name", Value::bytes("root")),
+            ("piece length", Value::Int(16384)),
+            ("pieces", Value::Bytes(vec![0; 20 * npieces])),
+            ("files", Value::List(files)),
+        ])
+    }
+
+    fn file_at(path: &[&str], length: i64) -> Value {
+        Value::dict([
+            ("length", Value::Int(length)),
+            (
+                "path",
+                Value::List(path.iter().map(|c| Value::bytes(*c)).collect()),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_file_where_another_needs_a_folder_is_refused() {
+        // Not neighbours in input order; found by sorting.
+        let files = vec![
+            file_at(&["a", "b"], 1),
+            file_at(&["a", "a"], 1),
+            file_at(&["a", "b", "c"], 1),
+            file_at(&["a", "b.txt"], 1),
+        ];
+        let err = Metainfo::from_bytes(&torrent(multi(files, 1))).unwrap_err();
+        assert!(
+            matches!(err, MetainfoError::UnsafePath { ref path, .. } if path == "root/a/b"),
+            "{err}"
+        );
+        let fine = vec![
+            file_at(&["a", "b"], 1),
+            file_at(&["ab", "c"], 1),
+            file_at(&["a.b"], 1),
+        ];
+        assert_eq!(
+            Metainfo::from_bytes(&torrent(multi(fine, 1)))
+                .unwrap()
+                .files
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn path_depth_and_length_are_bounded() {
+        let deep: Vec<&str> = vec!["a"; 129];
+        let err = Metainfo::from_bytes(&torrent(multi(vec![file_at(&deep, 1)], 1))).unwrap_err();
+        assert!(matches!(err, MetainfoError::UnsafePath { .. }), "{err}");
+        let ok: Vec<&str> = vec!["a"; 128];
+        assert!(Metainfo::from_bytes(&torrent(multi(vec![file_at(&ok, 1)], 1))).is_ok());
+        let long = "x".repeat(250);
+        let wide: Vec<&str> = vec![&long; 17];
+        let err = Metainfo::from_bytes(&torrent(multi(vec![file_at(&wide, 1)], 1))).unwrap_err();
+        assert!(matches!(err, MetainfoError::UnsafePath { .. }), "{err}");
+    }
+
+    #[test]
+    fn single_file_length_is_capped_like_the_total() {
+        // (The piece hashes such a length needs would be over the size cap,
+        // so the length is refused on its own, before the piece count.)
+        let err =
+            Metainfo::from_bytes(&torrent(single("big", (1 << 50) + 1, 1 << 30, 1))).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn torrents_over_the_size_cap_are_refused_unread() {
+        let mut info = single("a", 10, 16384, 1);
+        if let Value::Dict(d) = &mut info {
+            d.push((b"zpad".to_vec(), Value::Bytes(vec![0; 10 * 1024 * 1024])));
+        }
+        let bytes = torrent(info);
+        assert!(matches!(
+            Metainfo::from_bytes(&bytes),
+            Err(MetainfoError::TooLarge(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.torrent");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            Metainfo::from_file(&path),
+            Err(MetainfoError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn tracker_urls_tiers_and_counts_are_bounded() {
+        let long = format!("http://t/{}", "a".repeat(9 * 1024 * 1024));
+        let root = |extra: Vec<(&str, Value)>| {
+            let mut d = vec![("info", single("a", 10, 16384, 1))];
+            d.extend(extra);
+            bencode::encode(&Value::dict(d))
+        };
+        let m =
+            Metainfo::from_bytes(&root(vec![("announce", Value::bytes(long.as_bytes()))])).unwrap();
+        assert!(m.trackers.is_empty(), "a 9 MB announce URL was kept");
+
+        let tiers: Vec<Value> = (0..10_000)
+            .map(|i| {
+                Value::List(vec![
+                    Value::bytes(format!("http://t{i}/announce")),
+                    Value::bytes("http://same/announce"),
+                ])
+            })
+            .collect();
+        let m = Metainfo::from_bytes(&root(vec![("announce-list", Value::List(tiers))])).unwrap();
+        let urls = m.tracker_urls();
+        assert!(m.trackers.len() <= 32, "{} tiers", m.trackers.len());
+        assert!(urls.len() <= 64, "{} URLs", urls.len());
+        assert_eq!(
+            urls.iter().filter(|u| *u == "http://same/announce").count(),
+            1
+        );
+        assert_eq!(m.trackers.iter().flatten().count(), urls.len());
+        assert_eq!(urls[0], "http://t0/announce");
     }
 
     #[test]

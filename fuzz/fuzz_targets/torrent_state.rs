@@ -1,0 +1,74 @@
+//! `TorrentState` driven as a hostile peer's connection would drive it:
+//! a stream of decoded frames from one registered peer, blocks written
+//! through `begin_block`/`finish_block`, outgoing pulled after each frame,
+//! hash jobs answered (every other piece failing), and the clock ticking.
+//! Only the public API a connection thread uses, so it survives refactors.
+#![no_main]
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use btnode::core::PeerId;
+use btnode::storage::HashResult;
+use btnode::swarm::torrent::{Layout, TorrentState};
+use btnode::wire::peer::{decode_frame, max_frame_len, Message};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 4 {
+        return;
+    }
+    let num_pieces = data[0] as usize % 16 + 1;
+    let piece_length = 16384 * (data[1] as u64 % 4 + 1);
+    let tail = 1 + (data[2] as u64 * 997) % piece_length;
+    let layout = Layout {
+        num_pieces,
+        piece_length,
+        total_length: (num_pieces as u64 - 1) * piece_length + tail,
+    };
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+    let mut st = TorrentState::new(layout, PeerId([1; 20]), 4, jobs_tx, 7);
+    let (wake_tx, _wake_rx) = crossbeam_channel::unbounded();
+    let addr: SocketAddr = "127.0.0.2:6881".parse().expect("address");
+    let key = st.register(addr, PeerId([2; 20]), true, data[3] & 1 == 1, wake_tx);
+    let max = max_frame_len(num_pieces);
+    let start = Instant::now();
+    let mut buf = &data[4..];
+    let mut round = 0u64;
+    while let Ok(Some((msg, used))) = decode_frame(buf, max) {
+        buf = &buf[used..];
+        let result = match msg {
+            Message::Piece { index, begin, data } => {
+                match st.begin_block(key, index, begin, data.len() as u32) {
+                    Ok(Some((block, _first))) => {
+                        // A zero first byte stands for a failed disk write.
+                        if data.first() == Some(&0) {
+                            st.abort_block(block);
+                        } else {
+                            st.finish_block(key, block);
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            other => st.on_message(key, other),
+        };
+        let out = st.take_outgoing(key, 0, 8);
+        if result.is_err() || out.close.is_some() {
+            break;
+        }
+        while let Ok(job) = jobs_rx.try_recv() {
+            let _ = st.on_hash_result(HashResult {
+                piece: job.piece,
+                purpose: job.purpose,
+                ok: job.piece % 2 == 0,
+            });
+        }
+        round += 1;
+        st.tick(start + Duration::from_secs(round * 7));
+        let _ = st.peer_summaries();
+    }
+    st.unregister(key);
+    assert_eq!(st.num_peers(), 0);
+});
