@@ -193,6 +193,44 @@ pub struct LookupArgs {
     pub limit: usize,
 }
 
+/// What parsing the command line ended in, when it did not give a [`Cli`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseExit {
+    /// `--help`: print this on stdout, exit 0.
+    Help(String),
+    /// A wrong or missing flag: print this on stderr, exit 2.
+    Usage(String),
+}
+
+/// Parses `args` (the program name first). argh's own `from_env` exits 1
+/// on a wrong flag; the README promises 2 for every usage error.
+pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
+    let strings = args
+        .iter()
+        .map(|a| {
+            a.to_str().map(str::to_string).ok_or_else(|| {
+                ParseExit::Usage(format!(
+                    "argument {:?} is not valid UTF-8",
+                    a.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, ParseExit>>()?;
+    let name = strings
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name()?.to_str())
+        .unwrap_or("btnode")
+        .to_string();
+    let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    <Cli as FromArgs>::from_args(&[&name], &rest).map_err(|exit| match exit.status {
+        Ok(()) => ParseExit::Help(exit.output),
+        Err(()) => ParseExit::Usage(format!(
+            "{}\nRun {name} --help for more information.",
+            exit.output.trim_end()
+        )),
+    })
+}
+
 /// How a node finds peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiscoveryMode {

@@ -11,6 +11,7 @@
 //! - [`overlay`]: gossip overlay for discovery.
 //! - [`dns`]: the distributed DNS service.
 //! - [`node`]: composition root, lifecycle and signals.
+//! - [`runtime`]: process-level machinery (the lock-cycle watchdog).
 
 pub mod config;
 pub mod core;
@@ -18,6 +19,7 @@ pub mod dns;
 pub mod node;
 pub mod overlay;
 pub mod peer;
+pub mod runtime;
 pub mod storage;
 pub mod swarm;
 pub mod tracker;

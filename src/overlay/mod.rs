@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::config::{CliError, LookupArgs, NodeConfig};
 use crate::core::InfoHash;
-pub use service::{Overlay, OverlayError};
+pub use service::{Overlay, OverlayError, RequestError};
 pub use store::ProviderMeta;
 
 #[derive(Clone, Debug)]
@@ -134,7 +134,12 @@ pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Ok(other) => Err(CliError::Failed(format!("{addr} answered {other:?}"))),
+        Ok(wire::Message::Error { message }) => Err(CliError::Failed(format!(
+            "{addr} refused the lookup: {message}"
+        ))),
+        Ok(other) => Err(CliError::Failed(format!(
+            "{addr} answered a lookup with {other:?}"
+        ))),
         Err(e) => Err(CliError::Failed(format!("{addr}: {e}"))),
     }
 }

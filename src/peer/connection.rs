@@ -261,8 +261,12 @@ impl Swarm {
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
         stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
         let write_half = stream.try_clone()?;
-        if let Some(entry) = self.conns.lock().threads.get_mut(&id) {
-            entry.0 = Some(stream.try_clone()?);
+        let registered = stream.try_clone()?;
+        {
+            let mut conns = self.conns.lock();
+            if let Some(entry) = conns.threads.get_mut(&id) {
+                entry.0 = Some(registered);
+            }
         }
         if self.is_shutting_down() {
             let _ = stream.shutdown(Shutdown::Both);

@@ -1,0 +1,3 @@
+//! Process-level machinery shared by every subsystem.
+
+pub mod deadlock;
