@@ -26,6 +26,9 @@ pub use store::ProviderMeta;
 pub struct OverlayConfig {
     pub bind: IpAddr,
     pub port: u16,
+    /// The user chose `port`: when it is taken, `Overlay::start` fails
+    /// instead of listening on a free port (see `runtime::ports`).
+    pub port_chosen: bool,
     /// HOST:PORT, names allowed.
     pub bootstrap: Vec<String>,
     /// DNS service used to resolve bootstrap names first.
@@ -59,6 +62,7 @@ impl OverlayConfig {
         OverlayConfig {
             bind,
             port,
+            port_chosen: true,
             bootstrap,
             dns: None,
             gossip_interval: env_ms("BTNODE_GOSSIP_INTERVAL_MS", Duration::from_secs(8)),
@@ -73,6 +77,7 @@ impl OverlayConfig {
 
     pub fn from_node_config(c: &NodeConfig) -> OverlayConfig {
         let mut cfg = OverlayConfig::with_defaults(c.bind, c.overlay_port, c.bootstrap.clone());
+        cfg.port_chosen = c.overlay_port_chosen;
         cfg.dns = c
             .dns
             .as_deref()

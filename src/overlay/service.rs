@@ -78,11 +78,14 @@ pub struct Overlay {
 impl Overlay {
     pub fn start(cfg: OverlayConfig) -> Result<Overlay, OverlayError> {
         let bind = SocketAddr::new(cfg.bind, cfg.port);
-        let listener =
-            TcpListener::bind(bind).map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        let listener = crate::runtime::ports::bind_or_fallback(cfg.port, cfg.port_chosen, |port| {
+            TcpListener::bind(SocketAddr::new(cfg.bind, port))
+        })
+        .map_err(|source| OverlayError::Bind { addr: bind, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        crate::runtime::ports::warn_if_moved("overlay", cfg.port, addr);
         let (push_tx, push_rx) = crossbeam_channel::bounded(1);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let seed = now_ms() ^ ((addr.port() as u64) << 32);

@@ -1,3 +1,5 @@
-//! Process-level machinery shared by every subsystem.
+//! Process-level machinery shared by every subsystem: the lock-cycle
+//! watchdog, binding a port with fallback.
 
 pub mod deadlock;
+pub mod ports;
