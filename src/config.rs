@@ -35,7 +35,7 @@ pub struct Cli {
     /// data directory: where the torrent's files live (default ".", env BTNODE_DATA_DIR)
     #[argh(option, short = 'd')]
     pub dir: Option<PathBuf>,
-    /// peerwire listening port (default 6881, 0 = any free port, env BTNODE_PORT)
+    /// peerwire listening port (default 6881, or any free port when that is taken; 0 = any free port; env BTNODE_PORT)
     #[argh(option)]
     pub port: Option<u16>,
     /// address to bind listeners to (default 0.0.0.0)
@@ -50,7 +50,7 @@ pub struct Cli {
     /// overlay bootstrap node HOST:PORT, repeatable (env BTNODE_BOOTSTRAP, comma separated)
     #[argh(option, short = 'b')]
     pub bootstrap: Vec<String>,
-    /// overlay listening port (default 6000, 0 = any free port, env BTNODE_OVERLAY_PORT)
+    /// overlay listening port (default 6000, or any free port when that is taken; 0 = any free port; env BTNODE_OVERLAY_PORT)
     #[argh(option)]
     pub overlay_port: Option<u16>,
     /// how to find peers: overlay, tracker or hybrid (env BTNODE_DISCOVERY_MODE)
@@ -193,6 +193,44 @@ pub struct LookupArgs {
     pub limit: usize,
 }
 
+/// What parsing the command line ended in, when it did not give a [`Cli`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseExit {
+    /// `--help`: print this on stdout, exit 0.
+    Help(String),
+    /// A wrong or missing flag: print this on stderr, exit 2.
+    Usage(String),
+}
+
+/// Parses `args` (the program name first). argh's own `from_env` exits 1
+/// on a wrong flag; the README promises 2 for every usage error.
+pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
+    let strings = args
+        .iter()
+        .map(|a| {
+            a.to_str().map(str::to_string).ok_or_else(|| {
+                ParseExit::Usage(format!(
+                    "argument {:?} is not valid UTF-8",
+                    a.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, ParseExit>>()?;
+    let name = strings
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name()?.to_str())
+        .unwrap_or("btnode")
+        .to_string();
+    let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    <Cli as FromArgs>::from_args(&[&name], &rest).map_err(|exit| match exit.status {
+        Ok(()) => ParseExit::Help(exit.output),
+        Err(()) => ParseExit::Usage(format!(
+            "{}\nRun {name} --help for more information.",
+            exit.output.trim_end()
+        )),
+    })
+}
+
 /// How a node finds peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiscoveryMode {
@@ -222,7 +260,12 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub bind: std::net::IpAddr,
     pub peer_port: u16,
+    /// The user gave `--port` or BTNODE_PORT: a taken port is then an
+    /// error; otherwise the node falls back to a free port.
+    pub peer_port_chosen: bool,
     pub overlay_port: u16,
+    /// As `peer_port_chosen`, for `--overlay-port` / BTNODE_OVERLAY_PORT.
+    pub overlay_port_chosen: bool,
     pub exit_on_complete: bool,
     pub bootstrap: Vec<String>,
     /// `None` means: hybrid when the torrent names a tracker, overlay otherwise.
@@ -318,6 +361,14 @@ impl NodeConfig {
                 "--announce-interval must be at least 1".into(),
             ));
         }
+        let peer_port = match cli.port {
+            Some(p) => Some(p),
+            None => env_parse(ENV_PORT)?,
+        };
+        let overlay_port = match cli.overlay_port {
+            Some(p) => Some(p),
+            None => env_parse(ENV_OVERLAY_PORT)?,
+        };
         Ok(NodeConfig {
             torrent,
             data_dir: cli
@@ -326,14 +377,10 @@ impl NodeConfig {
                 .or_else(|| env(ENV_DATA_DIR).map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(".")),
             bind: cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-            peer_port: match cli.port {
-                Some(p) => p,
-                None => env_parse(ENV_PORT)?.unwrap_or(DEFAULT_PEER_PORT),
-            },
-            overlay_port: match cli.overlay_port {
-                Some(p) => p,
-                None => env_parse(ENV_OVERLAY_PORT)?.unwrap_or(DEFAULT_OVERLAY_PORT),
-            },
+            peer_port: peer_port.unwrap_or(DEFAULT_PEER_PORT),
+            peer_port_chosen: peer_port.is_some(),
+            overlay_port: overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT),
+            overlay_port_chosen: overlay_port.is_some(),
             exit_on_complete: cli.exit_on_complete,
             bootstrap,
             discovery_mode,

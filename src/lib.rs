@@ -12,6 +12,7 @@
 //! - [`overlay`]: gossip overlay for discovery.
 //! - [`dns`]: the distributed DNS service.
 //! - [`node`]: composition root, lifecycle and signals.
+//! - [`runtime`]: process-level machinery (the lock-cycle watchdog).
 
 pub mod config;
 pub mod core;

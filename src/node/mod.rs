@@ -132,8 +132,13 @@ pub fn run_torrent(
         );
     }
 
-    let (listener, listen_addr) =
-        Listener::bind(config.bind, config.peer_port).map_err(failed("peerwire listener"))?;
+    let (listener, listen_addr) = crate::runtime::ports::bind_or_fallback(
+        config.peer_port,
+        config.peer_port_chosen,
+        |port| Listener::bind(config.bind, port),
+    )
+    .map_err(failed("peerwire listener"))?;
+    crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
     state.listen_port = listen_addr.port();
     log::info!("peerwire listening on {listen_addr}");
     let limits = RateLimits {

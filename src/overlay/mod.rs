@@ -19,13 +19,16 @@ use std::time::Duration;
 
 use crate::config::{CliError, LookupArgs, NodeConfig};
 use crate::core::InfoHash;
-pub use service::{Overlay, OverlayError};
+pub use service::{Overlay, OverlayError, RequestError};
 pub use store::ProviderMeta;
 
 #[derive(Clone, Debug)]
 pub struct OverlayConfig {
     pub bind: IpAddr,
     pub port: u16,
+    /// The user chose `port`: when it is taken, `Overlay::start` fails
+    /// instead of listening on a free port (see `runtime::ports`).
+    pub port_chosen: bool,
     /// HOST:PORT, names allowed.
     pub bootstrap: Vec<String>,
     /// DNS service used to resolve bootstrap names first.
@@ -59,6 +62,7 @@ impl OverlayConfig {
         OverlayConfig {
             bind,
             port,
+            port_chosen: true,
             bootstrap,
             dns: None,
             gossip_interval: env_ms("BTNODE_GOSSIP_INTERVAL_MS", Duration::from_secs(8)),
@@ -73,6 +77,7 @@ impl OverlayConfig {
 
     pub fn from_node_config(c: &NodeConfig) -> OverlayConfig {
         let mut cfg = OverlayConfig::with_defaults(c.bind, c.overlay_port, c.bootstrap.clone());
+        cfg.port_chosen = c.overlay_port_chosen;
         cfg.dns = c
             .dns
             .as_deref()
@@ -134,7 +139,12 @@ pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Ok(other) => Err(CliError::Failed(format!("{addr} answered {other:?}"))),
+        Ok(wire::Message::Error { message }) => Err(CliError::Failed(format!(
+            "{addr} refused the lookup: {message}"
+        ))),
+        Ok(other) => Err(CliError::Failed(format!(
+            "{addr} answered a lookup with {other:?}"
+        ))),
         Err(e) => Err(CliError::Failed(format!("{addr}: {e}"))),
     }
 }

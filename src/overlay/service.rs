@@ -6,7 +6,11 @@
 //! discovery (BFS over member lists while we know few nodes).
 //!
 //! Lock order: `members` before `store` where both are needed; neither is
-//! held across network I/O.
+//! held across network I/O. Today no code path holds both: each guard is
+//! taken for one statement or one short block, and never in an `if let` /
+//! `match` scrutinee (edition 2021 keeps such a guard alive to the end of
+//! the block). Test builds check this with parking_lot's deadlock detection
+//! (`runtime::deadlock`) and `tests::announce_withdraw_and_exchange_never_deadlock`.
 
 use std::io::{BufReader, BufWriter};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -85,11 +89,14 @@ pub struct Overlay {
 impl Overlay {
     pub fn start(cfg: OverlayConfig) -> Result<Overlay, OverlayError> {
         let bind = SocketAddr::new(cfg.bind, cfg.port);
-        let listener =
-            TcpListener::bind(bind).map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        let listener = crate::runtime::ports::bind_or_fallback(cfg.port, cfg.port_chosen, |port| {
+            TcpListener::bind(SocketAddr::new(cfg.bind, port))
+        })
+        .map_err(|source| OverlayError::Bind { addr: bind, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| OverlayError::Bind { addr: bind, source })?;
+        crate::runtime::ports::warn_if_moved("overlay", cfg.port, addr);
         let (push_tx, push_rx) = crossbeam_channel::bounded(1);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let seed = now_ms() ^ ((addr.port() as u64) << 32);
@@ -162,8 +169,11 @@ impl Overlay {
             left,
             overlay_port: Some(self.inner.port),
         };
-        // Our own store too, when we know our address.
-        if let Some(me) = self.inner.members.lock().me() {
+        // Our own store too, when we know our address. `me` is bound first:
+        // a guard in the `if let` scrutinee would live through the block and
+        // hold `members` while waiting for `store` (issue 10's deadlock).
+        let me = self.inner.members.lock().me();
+        if let Some(me) = me {
             let meta = ProviderMeta {
                 addr: SocketAddr::new(me.ip(), peer_port),
                 peer_id: crate::core::ids::to_hex(&peer_id.0),
@@ -179,7 +189,8 @@ impl Overlay {
 
     /// Withdraws our presence (event "stopped").
     pub fn withdraw(&self, info_hash: InfoHash, peer_port: u16) {
-        if let Some(me) = self.inner.members.lock().me() {
+        let me = self.inner.members.lock().me();
+        if let Some(me) = me {
             let addr = SocketAddr::new(me.ip(), peer_port);
             self.inner
                 .store
@@ -225,19 +236,92 @@ impl Drop for Overlay {
     }
 }
 
-/// One request and its reply over a fresh connection.
+/// Why a request to an overlay node got no reply, by what the user can do
+/// about it (`btnode lookup` and `health` print these).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Nothing listens there, or the host is unreachable.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// Connected, but no whole reply came within the deadline.
+    #[error("no answer within {0:?} (the node is busy or stuck, or is not an overlay node)")]
+    TimedOut(Duration),
+    /// The other side closed (or reset) the connection before a whole reply.
+    #[error(
+        "the node closed the connection without answering (busy, shutting down, \
+         or not an overlay node)"
+    )]
+    Closed,
+    /// Bytes came back that are not an overlay frame.
+    #[error("not an overlay node: it answered something that is not an overlay message ({0})")]
+    NotOverlay(FrameError),
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+}
+
+impl RequestError {
+    fn from_io(e: std::io::Error, timeout: Duration) -> RequestError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            WouldBlock | TimedOut => RequestError::TimedOut(timeout),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+                RequestError::Closed
+            }
+            _ => RequestError::Io(e),
+        }
+    }
+
+    fn from_frame(e: FrameError, timeout: Duration) -> RequestError {
+        match e {
+            FrameError::Io(e) => RequestError::from_io(e, timeout),
+            other => RequestError::NotOverlay(other),
+        }
+    }
+}
+
+/// Reads from `stream` until one deadline, whatever the pace of the bytes:
+/// a node that trickles a byte per read timeout cannot hold us longer.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl std::io::Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        std::io::Read::read(&mut &*self.stream, buf)
+    }
+}
+
+/// One request and its reply over a fresh connection, all within `timeout`
+/// after the connection is made.
 pub fn request(
     addr: SocketAddr,
     msg: &Message,
     timeout: Duration,
     counters: Option<&Counters>,
-) -> Result<Message, FrameError> {
-    let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.set_nodelay(true)?;
-    let sent = wire::write_frame(&mut BufWriter::new(&stream), msg)?;
-    let (reply, got) = wire::read_frame(&mut BufReader::new(&stream))?;
+) -> Result<Message, RequestError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            RequestError::TimedOut(timeout)
+        }
+        _ => RequestError::Connect(e),
+    })?;
+    let until = Instant::now() + timeout;
+    let io = |e| RequestError::from_io(e, timeout);
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    let sent = wire::write_frame(&mut BufWriter::new(&stream), msg).map_err(io)?;
+    let mut reader = BufReader::new(DeadlineReader {
+        stream: &stream,
+        until,
+    });
+    let (reply, got) =
+        wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
     if let Some(c) = counters {
         c.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
         c.bytes_in.fetch_add(got as u64, Ordering::Relaxed);
@@ -529,17 +613,20 @@ impl Inner {
     /// One Sync request; returns whether the digests agreed afterwards
     /// (`None` when the peer did not answer).
     fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
-        let plan = self.members.lock().sync_plan(&peer);
+        // Everything needed from `members` first: taking it again while
+        // `store` is held would invert the order (announce holds members,
+        // then waits for store).
+        let (plan, sent_seq) = {
+            let m = self.members.lock();
+            (m.sync_plan(&peer), m.sent_seq(&peer))
+        };
         let (seq, entries, digest) = {
             let store = self.store.read();
             let entries = match (with_entries, plan) {
                 (false, _) => vec![],
                 (true, SyncPlan::Full) => store.changed_since(0, MAX_ENTRIES),
                 (true, SyncPlan::Since(s)) => store.changed_since(s, MAX_ENTRIES),
-                (true, SyncPlan::DigestOnly) => {
-                    let since = self.members.lock().sent_seq(&peer);
-                    store.changed_since(since, MAX_ENTRIES)
-                }
+                (true, SyncPlan::DigestOnly) => store.changed_since(sent_seq, MAX_ENTRIES),
             };
             (store.seq(), entries, store.digest(now_ms()))
         };
@@ -701,5 +788,94 @@ impl Inner {
 fn error(message: &str) -> Message {
     Message::Error {
         message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+    use std::sync::atomic::AtomicU64;
+
+    fn quiet_config() -> OverlayConfig {
+        let mut c = OverlayConfig::with_defaults(IpAddr::from([127, 0, 0, 1]), 0, vec![]);
+        // No background rounds: the test drives `exchange` itself.
+        c.gossip_interval = Duration::from_secs(600);
+        c.health_interval = Duration::from_secs(600);
+        c.push = false;
+        c
+    }
+
+    /// The ABBA of issue 10: `announce`/`withdraw` held `members` while
+    /// waiting for `store.write()`, and a push `exchange` to an in-sync
+    /// member held `store.read()` while waiting for `members`. Runs both
+    /// concurrently for a bounded time; a lock cycle (parking_lot's
+    /// detection, on in test builds) or a stall fails the test.
+    #[test]
+    fn announce_withdraw_and_exchange_never_deadlock() {
+        const RUN: Duration = Duration::from_secs(3);
+        const MAX_OPS: u64 = 200_000;
+        let peer = Overlay::start(quiet_config()).unwrap();
+        let node = Arc::new(Overlay::start(quiet_config()).unwrap());
+        let peer_addr = peer.local_addr();
+        node.inner.members.lock().add(peer_addr, Instant::now());
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for i in 0..2u8 {
+            let (node, stop, ops) = (node.clone(), stop.clone(), ops.clone());
+            workers.push(std::thread::spawn(move || {
+                let hash = InfoHash([i + 1; 20]);
+                let port = 7000 + u16::from(i);
+                while !stop.load(Ordering::SeqCst) && ops.load(Ordering::SeqCst) < MAX_OPS {
+                    node.announce(hash, PeerId([i; 20]), port, 0);
+                    node.withdraw(hash, port);
+                    ops.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        {
+            let (node, stop, ops) = (node.clone(), stop.clone(), ops.clone());
+            workers.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) && ops.load(Ordering::SeqCst) < MAX_OPS {
+                    // Keep the member in sync so the push takes the
+                    // DigestOnly path (the one that locked members inside).
+                    let seq = node.inner.store.read().seq();
+                    node.inner
+                        .members
+                        .lock()
+                        .synced(&peer_addr, seq, true, false);
+                    node.inner.exchange(peer_addr, true);
+                    ops.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        let start = Instant::now();
+        let (mut last, mut last_change) = (0, Instant::now());
+        let mut cycles = Vec::new();
+        while start.elapsed() < RUN && ops.load(Ordering::SeqCst) < MAX_OPS {
+            std::thread::sleep(Duration::from_millis(50));
+            cycles = crate::runtime::deadlock::cycles();
+            if !cycles.is_empty() {
+                break;
+            }
+            let now = ops.load(Ordering::SeqCst);
+            if now != last {
+                (last, last_change) = (now, Instant::now());
+            } else if last_change.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert!(cycles.is_empty(), "lock cycle:\n{}", cycles.join("\n"));
+        assert!(
+            last_change.elapsed() <= Duration::from_secs(2),
+            "no progress for 2 s after {last} operations: threads are stuck"
+        );
+        assert!(ops.load(Ordering::SeqCst) > 100, "too few operations ran");
+        for w in workers {
+            w.join().unwrap();
+        }
+        peer.shutdown();
     }
 }

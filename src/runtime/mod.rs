@@ -1,7 +1,11 @@
-//! Services every subsystem's I/O stands on; depends on nothing else in the crate.
+//! What every subsystem's I/O and the process stand on: the bounded
+//! listener service and its HTTP reader, the lock-cycle watchdog, binding a
+//! port with fallback. Depends on nothing else in the crate.
 
+pub mod deadlock;
 pub mod http;
 pub mod listener;
+pub mod ports;
 
 #[cfg(test)]
 mod tests {
@@ -14,6 +18,8 @@ mod tests {
             ("mod.rs", include_str!("mod.rs")),
             ("listener.rs", include_str!("listener.rs")),
             ("http.rs", include_str!("http.rs")),
+            ("deadlock.rs", include_str!("deadlock.rs")),
+            ("ports.rs", include_str!("ports.rs")),
         ] {
             for (n, line) in src.lines().enumerate() {
                 assert!(

@@ -134,7 +134,8 @@ impl Exchange {
     }
 
     fn connection_id(&self) -> Result<u64, TrackerError> {
-        if let Some(&(id, at)) = connection_ids().lock().get(&self.tracker) {
+        let cached = connection_ids().lock().get(&self.tracker).copied();
+        if let Some((id, at)) = cached {
             if at.elapsed() < CONNECTION_ID_LIFE {
                 return Ok(id);
             }
