@@ -5,7 +5,8 @@
 //! says why in its log), keeps its file intact, stays alive, and keeps
 //! serving correct data; one control test shows that odd but legal traffic
 //! is not dropped; a flood of idle handshaken peers must not shut out a
-//! real leecher. The hostile peers are raw `TcpStream`s (see
+//! real leecher, and one source address gets at most its cap of slots and
+//! of spare handshake threads. The hostile peers are raw `TcpStream`s (see
 //! `support::hostile`); everything stays on 127.0.0.0/8.
 
 mod support;
@@ -644,8 +645,10 @@ fn a_trickled_handshake_is_cut_at_the_handshake_timeout() {
 /// 500 handshaken peers that then say nothing fill every one of the
 /// default 50 slots (from 50 source addresses other than the leecher's
 /// 127.0.0.1, so per-address caps do not thin the flood); a real leecher
-/// arriving meanwhile must still be served: an idle peer past its grace
-/// period is evicted for it. The flood stays connected throughout.
+/// arriving meanwhile must still be served, and soon: a peer silent since
+/// its handshake has only a short grace before it may be evicted for a
+/// newcomer. The flood stays connected throughout: the leecher must finish
+/// while at least 40 of its connections are still open.
 #[test]
 fn a_flood_of_idle_handshaken_peers_does_not_shut_out_a_real_leecher() {
     let mut s = Seeded::start(&[]);
@@ -669,13 +672,18 @@ fn a_flood_of_idle_handshaken_peers_does_not_shut_out_a_real_leecher() {
         flood.len()
     );
     let dir = s.tmp.path().join("leech");
+    let leech_started = Instant::now();
     let mut leecher = Node::start(&s.torrent, &dir, &["--peer", &s.addr, "--exit-on-complete"]);
-    let bound = Duration::from_secs(60);
+    // Generous for loopback (the leecher needs well under a second once it
+    // has a slot, plus one dial retry); the old 10 s grace for every
+    // newcomer made it about 15 s.
+    let bound = Duration::from_secs(12);
     let code = leecher.wait_exit(bound);
+    let took = leech_started.elapsed();
     let open = flood.iter().filter(|c| closed_now(c) != Some(true)).count();
     eprintln!(
-        "leecher exited {code:?} {:?} after the flood; {open} flood connections still open",
-        started.elapsed()
+        "leecher exited {code:?} {took:?} after it started (time to complete during the \
+         flood); {open} flood connections still open"
     );
     assert_eq!(
         code,
@@ -690,4 +698,97 @@ fn a_flood_of_idle_handshaken_peers_does_not_shut_out_a_real_leecher() {
     );
     s.assert_alive();
     drop(flood);
+}
+
+/// One source address (127.0.0.2) opens far more handshaken idle
+/// connections than the per-address cap: it keeps at most the cap, so it
+/// cannot take every `--max-peers` slot, and a real leecher from 127.0.0.1
+/// is served meanwhile while that address's connections stay open.
+#[test]
+fn one_address_gets_at_most_its_cap_of_peer_slots() {
+    let mut s = Seeded::start(&[]);
+    let cap = btnode::peer::listener::per_ip_cap(50);
+    assert!(cap < 50, "the cap ({cap}) must leave room for others");
+    let from: std::net::IpAddr = [127, 0, 0, 2].into();
+    let attempts = 4 * 50;
+    let flood = hostile::idle_handshaken_flood(
+        s.addr.parse().unwrap(),
+        s.meta.info_hash,
+        &[from],
+        attempts,
+        Duration::from_secs(60),
+    );
+    let open = || flood.iter().filter(|c| closed_now(c) != Some(true)).count();
+    // Connections answered and then dropped close on their own; poll until
+    // the seeder's choice settles.
+    let capped = wait_until(STEP, || open() <= cap);
+    eprintln!(
+        "one address: {} of {attempts} handshakes answered, {} kept open (cap {cap})",
+        flood.len(),
+        open()
+    );
+    assert!(
+        capped,
+        "127.0.0.2 holds {} peer connections, past the per-address cap of {cap}",
+        open()
+    );
+    assert!(open() >= 1, "the address got no slot at all");
+    s.assert_leecher_completes("leech");
+    assert!(
+        open() >= 1,
+        "the capped address's connections were evicted: the leecher had free slots"
+    );
+    s.assert_alive();
+    drop(flood);
+}
+
+/// With every `--max-peers` slot taken, newcomers handshake on a few spare
+/// threads before they may evict an idle peer. Raw connections from one
+/// address that never send a handshake get at most half of those (the
+/// rest are closed at once), so a real newcomer from another address still
+/// gets its handshake answered while they wait out the handshake timeout.
+#[test]
+fn one_silent_address_cannot_take_every_spare_handshake_thread() {
+    use btnode::peer::connection::{handshake_spare, spare_per_ip};
+    let s = Seeded::start(&[]);
+    let addr: SocketAddr = s.addr.parse().unwrap();
+    let sources: Vec<std::net::IpAddr> = (3..53u8).map(|i| [127, 0, 0, i].into()).collect();
+    let full = hostile::idle_handshaken_flood(
+        addr,
+        s.meta.info_hash,
+        &sources,
+        50,
+        Duration::from_secs(30),
+    );
+    assert_eq!(full.len(), 50, "the 50 slots were not filled");
+    let (spare, per_ip) = (handshake_spare(50), spare_per_ip(50));
+    let from: std::net::IpAddr = [127, 0, 0, 2].into();
+    let opened = Instant::now();
+    let raw: Vec<std::net::TcpStream> = (0..spare)
+        .filter_map(|_| hostile::connect_from(from, addr).ok())
+        .collect();
+    assert_eq!(raw.len(), spare);
+    let closed = || raw.iter().filter(|c| closed_now(c) == Some(true)).count();
+    let refused = wait_until(HANDSHAKE_TIMEOUT / 2, || closed() >= spare - per_ip);
+    let answered = RawPeer::try_connect(&s.addr, s.meta.info_hash, hostile_id(1)).is_some();
+    eprintln!(
+        "{} of {spare} silent connections from {from} closed at once ({:?}); a newcomer \
+         from 127.0.0.1 answered: {answered}",
+        closed(),
+        opened.elapsed()
+    );
+    assert!(
+        opened.elapsed() < HANDSHAKE_TIMEOUT,
+        "too slow to tell refusal from the handshake timeout"
+    );
+    assert!(
+        refused,
+        "{from} holds {} spare handshake threads, past its {per_ip}",
+        spare - closed()
+    );
+    assert!(
+        answered,
+        "a newcomer's handshake was refused while {from} held spare threads"
+    );
+    drop((full, raw));
 }

@@ -9,10 +9,15 @@
 //! Anatomy of an uploaded block: the reader queues the peer's request in the
 //! state; the writer pulls it (`take_outgoing`), writes the 13-byte header
 //! and the block straight from the map.
+//!
+//! Locks: `state`, `conns` and `refused` are each taken alone. An accepted
+//! connection's listener `Slot` may be dropped while `conns` is held (a
+//! thread that fails to spawn drops it), so the listener's own lock comes
+//! after `conns`, never before.
 
 use std::collections::HashMap;
 use std::io::{self, BufReader, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +29,7 @@ use parking_lot::Mutex;
 use super::handshake::{self, HandshakeError};
 use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
+use crate::runtime::listener::Slot;
 use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
@@ -42,6 +48,35 @@ const SOCKET_BUFFER: usize = 256 * 1024;
 /// (see `swarm::eviction`), and it needs a thread to do so.
 pub fn handshake_spare(max_peers: usize) -> usize {
     (max_peers / 4).max(4)
+}
+
+/// Of the spare handshake threads, how many one source address may hold:
+/// half, so raw connections from one address that never handshake cannot
+/// keep every other newcomer from reaching eviction.
+pub fn spare_per_ip(max_peers: usize) -> usize {
+    (handshake_spare(max_peers) / 2).max(1)
+}
+
+/// Connection threads now, as the accept decision sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadCount {
+    /// All connection threads, handshaking or not, both directions.
+    pub threads: usize,
+    /// Those still in their handshake.
+    pub handshaking: usize,
+    /// Those still in their handshake with the newcomer's address.
+    pub handshaking_from_ip: usize,
+}
+
+/// Whether an accepted connection gets a thread: below `--max-peers`
+/// always; past it only a spare handshake thread, and only
+/// [`spare_per_ip`] of those per address.
+pub fn room_for_incoming(n: ThreadCount, max_peers: usize) -> bool {
+    let spare = handshake_spare(max_peers);
+    n.threads < max_peers
+        || (n.handshaking < spare
+            && n.threads < max_peers + spare
+            && n.handshaking_from_ip < spare_per_ip(max_peers))
 }
 
 /// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
@@ -81,8 +116,9 @@ struct Connections {
     threads: HashMap<u64, (Option<socket2::Socket>, JoinHandle<()>)>,
     /// Addresses being dialed or connected by us.
     dialed: std::collections::HashSet<SocketAddr>,
-    /// Threads (ids) that have not finished their handshake yet.
-    handshaking: std::collections::HashSet<u64>,
+    /// Threads (ids) that have not finished their handshake yet, with the
+    /// peer's address.
+    handshaking: HashMap<u64, IpAddr>,
 }
 
 impl Swarm {
@@ -176,7 +212,7 @@ impl Swarm {
         match handle {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
-                conns.handshaking.insert(id);
+                conns.handshaking.insert(id, addr.ip());
                 true
             }
             Err(e) => {
@@ -189,15 +225,23 @@ impl Swarm {
 
     /// Takes an accepted connection; refuses it politely past the limit.
     /// Past `--max-peers` a few spare threads may still run handshakes, so
-    /// a newcomer can take an idle peer's slot (decided in `run`).
-    pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+    /// a newcomer can take an idle peer's slot (decided in `run`); one
+    /// address may hold only [`spare_per_ip`] of them. `slot` is the
+    /// connection's place in the listener (its per-address count), held by
+    /// the connection thread until it ends.
+    pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr, slot: Slot) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.conns.lock();
-        let threads = conns.threads.len();
-        let spare = handshake_spare(self.max_peers);
-        let room = threads < self.max_peers
-            || (conns.handshaking.len() < spare && threads < self.max_peers + spare);
-        if self.is_shutting_down() || !room {
+        let count = ThreadCount {
+            threads: conns.threads.len(),
+            handshaking: conns.handshaking.len(),
+            handshaking_from_ip: conns
+                .handshaking
+                .values()
+                .filter(|&&ip| ip == addr.ip())
+                .count(),
+        };
+        if self.is_shutting_down() || !room_for_incoming(count, self.max_peers) {
             log::debug!("refusing {addr}: at the peer limit");
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -206,6 +250,8 @@ impl Swarm {
         let spawned = std::thread::Builder::new()
             .name(format!("peer-in-{addr}"))
             .spawn(move || {
+                // Dropped last: the swarm's count goes before the listener's.
+                let _listener_slot = slot;
                 let _slot = SlotGuard {
                     swarm: &swarm,
                     id,
@@ -229,7 +275,7 @@ impl Swarm {
         match spawned {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
-                conns.handshaking.insert(id);
+                conns.handshaking.insert(id, addr.ip());
             }
             Err(e) => log::warn!("cannot start a connection thread: {e}"),
         }
@@ -319,6 +365,10 @@ impl Swarm {
         match result {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 log::debug!("{addr}: connection ended: closed by the peer")
+            }
+            // SO_RCVTIMEO expiring reads as EAGAIN on Linux.
+            Err(e) if handshake::is_timeout(&e) => {
+                log::debug!("{addr}: connection ended: nothing heard for {IDLE_TIMEOUT:?}")
             }
             Err(e) => log::debug!("{addr}: connection ended: {e}"),
             Ok(()) => {}
@@ -604,4 +654,46 @@ fn drop_err(reason: DropReason) -> io::Error {
 /// Connections that failed the handshake are not worth a retry soon.
 pub fn is_permanent(e: &HandshakeError) -> bool {
     matches!(e, HandshakeError::WrongInfoHash | HandshakeError::OurOwnId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(threads: usize, handshaking: usize, from_ip: usize) -> ThreadCount {
+        ThreadCount {
+            threads,
+            handshaking,
+            handshaking_from_ip: from_ip,
+        }
+    }
+
+    #[test]
+    fn below_max_peers_every_connection_gets_a_thread() {
+        assert!(room_for_incoming(count(49, 49, 49), 50));
+    }
+
+    #[test]
+    fn past_max_peers_only_spare_handshake_threads_and_half_per_address() {
+        let (max, spare) = (50, handshake_spare(50));
+        assert_eq!((spare, spare_per_ip(50)), (12, 6));
+        assert!(room_for_incoming(count(max, 0, 0), max));
+        assert!(room_for_incoming(count(max + 5, 5, 5), max));
+        assert!(
+            !room_for_incoming(count(max + 6, 6, 6), max),
+            "one address holds half the spare threads"
+        );
+        assert!(room_for_incoming(count(max + 6, 6, 0), max), "another may");
+        assert!(!room_for_incoming(count(max + spare, spare, 0), max));
+        // Threads past the spare ones (handshaken, not yet dropped) also stop it.
+        assert!(!room_for_incoming(count(max + spare, 0, 0), max));
+    }
+
+    #[test]
+    fn tiny_limits_still_leave_a_spare_thread_per_address() {
+        assert_eq!(spare_per_ip(1), 2);
+        assert!(room_for_incoming(count(1, 0, 0), 1));
+        assert!(room_for_incoming(count(2, 1, 1), 1));
+        assert!(!room_for_incoming(count(3, 2, 2), 1));
+    }
 }

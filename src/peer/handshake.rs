@@ -12,8 +12,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
+    /// The peer did not complete the handshake within [`HANDSHAKE_TIMEOUT`].
+    #[error("handshake timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The TCP connect did not complete within [`CONNECT_TIMEOUT`].
+    #[error("connect timed out after {0:?}")]
+    ConnectTimedOut(Duration),
     #[error("i/o: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("not a BitTorrent handshake")]
     NotBitTorrent,
     #[error("peer is on another torrent")]
@@ -22,23 +28,53 @@ pub enum HandshakeError {
     OurOwnId,
 }
 
+/// An I/O error under a socket timeout: Linux reports an expired
+/// `SO_RCVTIMEO`/`SO_SNDTIMEO` as `WouldBlock` (EAGAIN, "Resource
+/// temporarily unavailable"), other systems as `TimedOut`.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+impl From<io::Error> for HandshakeError {
+    /// Every handshake read and write runs under [`HANDSHAKE_TIMEOUT`], so
+    /// a socket timeout here means the handshake timed out.
+    fn from(e: io::Error) -> HandshakeError {
+        if is_timeout(&e) {
+            HandshakeError::TimedOut(HANDSHAKE_TIMEOUT)
+        } else {
+            HandshakeError::Io(e)
+        }
+    }
+}
+
 /// Reads the 68 bytes within one deadline for the whole handshake: a
 /// socket read timeout alone restarts with every byte, so a peer trickling
 /// a byte every few seconds could hold a connection slot for minutes.
 fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    read_handshake_within(stream, HANDSHAKE_TIMEOUT)
+}
+
+fn read_handshake_within(
+    stream: &mut TcpStream,
+    timeout: Duration,
+) -> Result<Handshake, HandshakeError> {
+    let deadline = Instant::now() + timeout;
     let mut buf = [0u8; HANDSHAKE_LEN];
     let mut filled = 0;
     while filled < HANDSHAKE_LEN {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "handshake took too long").into());
+            return Err(HandshakeError::TimedOut(timeout));
         }
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut buf[filled..]) {
             Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_timeout(&e) => return Err(HandshakeError::TimedOut(timeout)),
             Err(e) => return Err(e.into()),
         }
     }
@@ -57,9 +93,12 @@ pub fn socket_for(addr: SocketAddr) -> io::Result<socket2::Socket> {
 }
 
 /// Connects `socket` to `addr` within [`CONNECT_TIMEOUT`].
-pub fn connect(socket: socket2::Socket, addr: SocketAddr) -> io::Result<TcpStream> {
-    socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
-    Ok(socket.into())
+pub fn connect(socket: socket2::Socket, addr: SocketAddr) -> Result<TcpStream, HandshakeError> {
+    match socket.connect_timeout(&addr.into(), CONNECT_TIMEOUT) {
+        Ok(()) => Ok(socket.into()),
+        Err(e) if is_timeout(&e) => Err(HandshakeError::ConnectTimedOut(CONNECT_TIMEOUT)),
+        Err(e) => Err(HandshakeError::Io(e)),
+    }
 }
 
 /// Sends our handshake on a freshly connected `stream` and reads theirs.
@@ -113,6 +152,40 @@ fn check(h: &Handshake, info_hash: InfoHash, our_id: PeerId) -> Result<(), Hands
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn a_silent_peer_times_out_and_says_so() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Connected, never sends a byte.
+        let _silent = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        let timeout = Duration::from_millis(200);
+        let started = Instant::now();
+        let err = read_handshake_within(&mut s, timeout).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::TimedOut(t) if t == timeout),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let msg = err.to_string();
+        assert!(msg.contains("timed out"), "{msg}");
+        assert!(!msg.contains("os error"), "{msg}");
+    }
+
+    #[test]
+    fn a_socket_timeout_converts_to_timed_out_and_other_errors_stay_io() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            let e = HandshakeError::from(io::Error::from(kind));
+            assert!(matches!(e, HandshakeError::TimedOut(_)), "{kind:?}: {e:?}");
+            assert_eq!(e.to_string(), "handshake timed out after 10s");
+        }
+        // EAGAIN as Linux reports an expired socket timeout.
+        #[cfg(target_os = "linux")]
+        assert!(is_timeout(&io::Error::from_raw_os_error(11)));
+        let reset = HandshakeError::from(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(matches!(reset, HandshakeError::Io(_)), "{reset:?}");
+    }
 
     #[test]
     fn dialing_ourselves_is_a_permanent_refusal_on_the_dialing_side() {

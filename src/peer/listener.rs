@@ -1,6 +1,8 @@
 //! The peerwire listener: accepts connections on the bounded
 //! `runtime::listener` service and hands them to the swarm, which owns
-//! each connection from then on (the handshake deadline, `--max-peers`).
+//! each connection from then on (the handshake deadline, `--max-peers`,
+//! eviction) and keeps its listener `Slot` in the connection thread, so
+//! the service's per-address cap ([`per_ip_cap`]) counts live peers.
 //! Stopped after the swarm's shutdown: the service wakes its blocked
 //! `accept` by connecting to itself and joins it.
 
@@ -8,8 +10,15 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::connection::handshake_spare;
 use super::Swarm;
 use crate::runtime::listener::{Limits, Options, Service};
+
+/// Peer connections allowed from one source address: a quarter of
+/// `--max-peers`, at least 8, so one address cannot take every slot.
+pub fn per_ip_cap(max_peers: usize) -> usize {
+    (max_peers / 4).max(8)
+}
 
 pub struct Listener {
     service: Service,
@@ -26,13 +35,14 @@ impl Listener {
         let max = swarm.max_peers.max(1);
         let opts = Options {
             name: "peer".into(),
-            // No per-address cap yet: the swarm owns each connection's life
-            // (its slot would have to live in the connection thread), and
-            // it must not refuse an address before the swarm's own choice
-            // of whom to let go when `--max-peers` is full.
+            // The swarm's own count (`--max-peers` plus the spare
+            // handshake threads) is the real limit; the service's total
+            // only bounds it. Past the per-address cap a newcomer from that
+            // address is closed at once, not displacing an older one: which
+            // peer to let go is the swarm's choice (eviction).
             limits: Limits {
-                total: max,
-                per_ip: max,
+                total: max + handshake_spare(max),
+                per_ip: per_ip_cap(max),
                 displace: false,
             },
             stop_grace: Duration::from_secs(1),
@@ -41,10 +51,8 @@ impl Listener {
             if swarm.is_shutting_down() {
                 return;
             }
-            swarm.accept(stream, peer);
-            // The swarm runs the connection on its own thread and keeps its
-            // own count (`--max-peers`).
-            drop(slot);
+            // The connection thread holds the slot until it ends.
+            swarm.accept(stream, peer, slot);
         })?;
         Ok(Listener { service })
     }

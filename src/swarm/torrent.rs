@@ -292,6 +292,7 @@ impl TorrentState {
                 connected_at: p.connected_at,
                 last_data: p.last_data,
                 interested: p.peer_interested || p.am_interested,
+                announced: p.bitfield.count() > 0,
             })
             .collect();
         if live.len() < max {
