@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,16 +31,7 @@ impl Dns {
         for p in peers {
             cmd.args(["--peer", &p.to_string()]);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_with_banner(&mut cmd);
         let words: Vec<&str> = line.split_whitespace().collect();
         // "dns listening on udp ADDR http ADDR"
         assert_eq!(words.len(), 7, "unexpected banner {line:?}");
@@ -259,27 +249,20 @@ fn nodes_resolve_bootstrap_names_through_the_service_and_fall_back_without_it() 
     let boot = OverlayNode::start(&[], 0);
     assert_eq!(d.register("boot.btnode", "127.0.0.1", 60), 201);
     let joined = |dns: &str, bootstrap: String| {
-        let mut node = Command::new(bin())
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--overlay-port",
-                "0",
-                "--dns",
-                dns,
-                "-b",
-                &bootstrap,
-            ])
-            .envs(FAST_OVERLAY_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(node.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut node, line) = spawn_with_banner(
+            Command::new(bin())
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--overlay-port",
+                    "0",
+                    "--dns",
+                    dns,
+                    "-b",
+                    &bootstrap,
+                ])
+                .envs(FAST_OVERLAY_ENV),
+        );
         let addr: SocketAddr = line.split_whitespace().last().unwrap().parse().unwrap();
         let ok = wait_until(Duration::from_secs(20), || members_of(addr) >= 1);
         let _ = node.kill();

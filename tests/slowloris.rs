@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -198,17 +197,13 @@ struct Dns {
 
 impl Dns {
     fn start() -> Dns {
-        let mut child = Command::new(bin())
-            .args(["dns", "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_with_banner(Command::new(bin()).args([
+            "dns",
+            "--udp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ]));
         // "dns listening on udp ADDR http ADDR"
         let http = line
             .split_whitespace()

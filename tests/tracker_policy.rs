@@ -76,6 +76,23 @@ impl ScriptedTracker {
     fn times(&self) -> Vec<Instant> {
         self.requests.lock().iter().map(|(t, _)| *t).collect()
     }
+
+    /// Waits for the first request, then for `window` more; each request's
+    /// arrival as time since the first. (The wait is the measurement: it
+    /// counts what arrives in the window.)
+    fn requests_after_first(&self, window: Duration) -> Vec<Duration> {
+        assert!(wait_until(Duration::from_secs(30), || !self
+            .times()
+            .is_empty()));
+        let first = self.times()[0];
+        wait_until(window + Duration::from_secs(1), || {
+            first.elapsed() >= window
+        });
+        self.times()
+            .iter()
+            .map(|t| t.duration_since(first))
+            .collect()
+    }
 }
 
 impl Drop for ScriptedTracker {
@@ -158,20 +175,10 @@ fn interval_zero_does_not_make_the_node_hammer_the_tracker() {
         &tmp.path().join("leech"),
         &["--discovery-mode", "tracker"],
     );
-    assert!(wait_until(Duration::from_secs(30), || !tracker
-        .times()
-        .is_empty()));
     // Before the fix the node re-announced every 5 s: three requests here.
-    let first = tracker.times()[0];
     let window = Duration::from_millis(11_500);
-    wait_until(window + Duration::from_secs(1), || {
-        first.elapsed() >= window
-    });
-    let within = tracker
-        .times()
-        .iter()
-        .filter(|t| t.duration_since(first) <= window)
-        .count();
+    let times = tracker.requests_after_first(window);
+    let within = times.iter().filter(|t| **t <= window).count();
     assert!(
         within <= 2,
         "{within} announces in {window:?}: {:?}",
@@ -195,20 +202,12 @@ fn a_redirect_loop_is_left_alone_for_a_while() {
         &tmp.path().join("leech"),
         &["--discovery-mode", "tracker"],
     );
-    assert!(wait_until(Duration::from_secs(30), || !tracker
-        .times()
-        .is_empty()));
     // One attempt follows a few redirects within a second; before the fix
     // the next attempt came 15 s later.
-    let first = tracker.times()[0];
-    let window = Duration::from_secs(17);
-    wait_until(window + Duration::from_secs(1), || {
-        first.elapsed() >= window
-    });
-    let late: Vec<_> = tracker
-        .times()
+    let times = tracker.requests_after_first(Duration::from_secs(17));
+    let late: Vec<_> = times
         .into_iter()
-        .filter(|t| t.duration_since(first) > Duration::from_secs(5))
+        .filter(|t| *t > Duration::from_secs(5))
         .collect();
     assert!(
         late.is_empty(),

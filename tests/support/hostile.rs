@@ -43,17 +43,33 @@ impl CorruptSeeder {
 }
 
 fn serve_garbage(
-    mut s: TcpStream,
+    s: TcpStream,
     info_hash: InfoHash,
     num_pieces: usize,
     served: &AtomicUsize,
 ) -> std::io::Result<()> {
+    let mut id = [b'X'; 20];
+    id[..8].copy_from_slice(b"-EV0001-");
+    let hello = Handshake::new(info_hash, PeerId(id)).encode();
+    serve_requests(s, hello, num_pieces, |r| {
+        served.fetch_add(1, Ordering::SeqCst);
+        Some(vec![0xAB; r.length as usize])
+    })
+}
+
+/// A scripted seeder's connection: reads the peer's handshake, answers
+/// with `hello`, a full bitfield and an unchoke, then answers each request
+/// with the block `block` gives (`None` ends the connection).
+fn serve_requests(
+    mut s: TcpStream,
+    hello: [u8; HANDSHAKE_LEN],
+    num_pieces: usize,
+    mut block: impl FnMut(&btnode::wire::peer::BlockRequest) -> Option<Vec<u8>>,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut hs = [0u8; HANDSHAKE_LEN];
     s.read_exact(&mut hs)?;
-    let mut id = [b'X'; 20];
-    id[..8].copy_from_slice(b"-EV0001-");
-    s.write_all(&Handshake::new(info_hash, PeerId(id)).encode())?;
+    s.write_all(&hello)?;
     let mut out = Vec::new();
     let bits = btnode::core::Bitfield::full(num_pieces);
     Message::Bitfield(bits.as_bytes().to_vec()).encode(&mut out);
@@ -69,17 +85,18 @@ fn serve_garbage(
         buf.extend_from_slice(&chunk[..n]);
         while let Ok(Some((msg, used))) = decode_frame(&buf, 1 << 20) {
             buf.drain(..used);
-            if let Message::Request(r) = msg {
-                let mut reply = Vec::new();
-                Message::Piece {
-                    index: r.index,
-                    begin: r.begin,
-                    data: vec![0xAB; r.length as usize],
-                }
-                .encode(&mut reply);
-                s.write_all(&reply)?;
-                served.fetch_add(1, Ordering::SeqCst);
+            let Message::Request(r) = msg else { continue };
+            let Some(data) = block(&r) else {
+                return Ok(());
+            };
+            let mut reply = Vec::new();
+            Message::Piece {
+                index: r.index,
+                begin: r.begin,
+                data,
             }
+            .encode(&mut reply);
+            s.write_all(&reply)?;
         }
     }
 }
@@ -378,7 +395,7 @@ impl FlippingSeeder {
 }
 
 fn serve_flipped(
-    mut s: TcpStream,
+    s: TcpStream,
     info_hash: InfoHash,
     content: &[u8],
     piece_len: u32,
@@ -386,49 +403,20 @@ fn serve_flipped(
     served: &AtomicUsize,
     corrupt_served: &AtomicUsize,
 ) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut hs = [0u8; HANDSHAKE_LEN];
-    s.read_exact(&mut hs)?;
     let mut id = [b'F'; 20];
     id[..8].copy_from_slice(b"-FL0001-");
-    s.write_all(&plain_handshake(info_hash, PeerId(id)))?;
+    let hello = plain_handshake(info_hash, PeerId(id));
     let num_pieces = content.len().div_ceil(piece_len as usize);
-    let mut out = Vec::new();
-    let bits = btnode::core::Bitfield::full(num_pieces);
-    Message::Bitfield(bits.as_bytes().to_vec()).encode(&mut out);
-    Message::Unchoke.encode(&mut out);
-    s.write_all(&out)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
+    serve_requests(s, hello, num_pieces, |r| {
+        let at = r.index as usize * piece_len as usize + r.begin as usize;
+        let mut data = content.get(at..at + r.length as usize)?.to_vec();
+        if corrupt(r.index) {
+            data.iter_mut().for_each(|b| *b ^= 0x5a);
+            corrupt_served.fetch_add(1, Ordering::SeqCst);
         }
-        buf.extend_from_slice(&chunk[..n]);
-        while let Ok(Some((msg, used))) = decode_frame(&buf, 1 << 20) {
-            buf.drain(..used);
-            let Message::Request(r) = msg else { continue };
-            let at = r.index as usize * piece_len as usize + r.begin as usize;
-            let Some(bytes) = content.get(at..at + r.length as usize) else {
-                return Ok(());
-            };
-            let mut data = bytes.to_vec();
-            if corrupt(r.index) {
-                data.iter_mut().for_each(|b| *b ^= 0x5a);
-                corrupt_served.fetch_add(1, Ordering::SeqCst);
-            }
-            let mut reply = Vec::new();
-            Message::Piece {
-                index: r.index,
-                begin: r.begin,
-                data,
-            }
-            .encode(&mut reply);
-            s.write_all(&reply)?;
-            served.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+        served.fetch_add(1, Ordering::SeqCst);
+        Some(data)
+    })
 }
 
 /// Connects to `addr` from source address `from` (e.g. 127.0.0.2).

@@ -249,6 +249,22 @@ impl Drop for Node {
     }
 }
 
+/// Spawns `cmd` (stdin closed, stdout piped, stderr dropped) and reads the
+/// banner line a btnode server prints once it listens: its addresses.
+pub fn spawn_with_banner(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// A `btnode tracker` on an ephemeral loopback port.
 pub struct Tracker {
     pub child: Child,
@@ -257,17 +273,13 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn start() -> Tracker {
-        let mut child = Command::new(bin())
-            .args(["tracker", "--listen", "127.0.0.1:0", "--interval", "2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_with_banner(Command::new(bin()).args([
+            "tracker",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "2",
+        ]));
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -317,15 +329,7 @@ impl OverlayNode {
         for b in bootstrap {
             cmd.args(["-b", &b.to_string()]);
         }
-        cmd.envs(FAST_OVERLAY_ENV)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_with_banner(cmd.envs(FAST_OVERLAY_ENV));
         let addr = line
             .split_whitespace()
             .last()
