@@ -267,3 +267,57 @@ fn a_hybrid_node_without_bootstrap_asks_the_tracker_at_once() {
     );
     eprintln!("seeder listed after {seeder_listed:?}; 4 MiB leech done in {took:?}");
 }
+
+/// Trackers that accept and never answer must not hold shutdown: each
+/// request can take its whole timeout, and before the fix a round of four
+/// such trackers plus the `stopped` round kept a node ~40 s after SIGTERM.
+#[test]
+fn trackers_that_never_answer_do_not_hold_shutdown() {
+    let tmp = tempdir();
+    let silent: Vec<TcpListener> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let urls: Vec<String> = silent
+        .iter()
+        .map(|l| format!("http://{}/announce", l.local_addr().unwrap()))
+        .collect();
+    let content = tmp.path().join("seed/file.bin");
+    make_file(&content, 64 * 1024, 43);
+    let torrent = tmp.path().join("file.torrent");
+    let mut args = vec![];
+    for u in &urls {
+        args.extend(["--tracker", u.as_str()]);
+    }
+    create_torrent(&content, &torrent, &args);
+    let mut node = Node::start(
+        &torrent,
+        &tmp.path().join("leech"),
+        &["--discovery-mode", "tracker"],
+    );
+    // Wait until the first tracker has the node's request in its backlog:
+    // the connection is queued even though nobody accepts it.
+    node.wait_port();
+    let first = &silent[0];
+    first.set_nonblocking(true).unwrap();
+    let mut held = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            if let Ok((s, _)) = first.accept() {
+                held.push(s);
+            }
+            !held.is_empty()
+        }),
+        "the node never asked the tracker"
+    );
+    let asked = Instant::now();
+    node.sigterm();
+    let code = node.wait_exit(Duration::from_secs(20));
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{}", node.log());
+    assert!(
+        took < Duration::from_secs(6),
+        "took {took:?} to stop with silent trackers:\n{}",
+        node.log()
+    );
+    eprintln!("stopped {took:?} after SIGTERM with four silent trackers");
+}

@@ -16,7 +16,12 @@ use crate::tracker::client::{self, AnnounceRequest, Event};
 use crate::tracker::schedule::{self, Outcome, TrackerSet};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole `stopped` round, however many trackers it asks.
 const STOPPED_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `stop` waits for the thread: a request in flight to a tracker
+/// that does not answer cannot be interrupted, and shutdown must not wait
+/// out its timeout. Past this the thread is left to end on its own.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnnounceCommand {
@@ -32,6 +37,8 @@ pub struct Announcer {
     commands: Sender<AnnounceCommand>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the thread ends (its sender is dropped with it).
+    done: Receiver<()>,
 }
 
 pub struct AnnouncerConfig {
@@ -50,13 +57,18 @@ impl Announcer {
     ) -> std::io::Result<Announcer> {
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let (stop, stop_rx) = crossbeam_channel::bounded(0);
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("announcer".into())
-            .spawn(move || announce_loop(cfg, counters, peers, command_rx, stop_rx))?;
+            .spawn(move || {
+                let _done = done_tx;
+                announce_loop(cfg, counters, peers, command_rx, stop_rx)
+            })?;
         Ok(Announcer {
             commands,
             stop: Some(stop),
             thread: Some(thread),
+            done,
         })
     }
 
@@ -64,11 +76,19 @@ impl Announcer {
         let _ = self.commands.send(c);
     }
 
-    /// Announces `stopped` (bounded by a short timeout) and joins.
+    /// Announces `stopped` (one short deadline for the round) and joins,
+    /// waiting at most [`STOP_WAIT`] for a request already in flight.
     pub fn stop(mut self) {
         self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let ended = matches!(
+            self.done.recv_timeout(STOP_WAIT),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        match self.thread.take() {
+            Some(t) if ended => {
+                let _ = t.join();
+            }
+            _ => log::warn!("a tracker is not answering; stopping without waiting for it"),
         }
     }
 }
@@ -101,11 +121,25 @@ fn announce_loop(
             numwant: Some(50),
         }
     };
-    // One round: the due trackers in order until one answers. True if one did.
-    let announce_round = |trackers: &mut TrackerSet, urls: Vec<String>, event, timeout| {
+    // Dropping the `Announcer`'s sender says stop.
+    let stopping = || {
+        matches!(
+            stop.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        )
+    };
+    // One round: the due trackers in order until one answers, all within
+    // `budget`, and none once shutdown has begun (unless this is the final
+    // `stopped` round). True if one answered.
+    let announce_round = |trackers: &mut TrackerSet, urls: Vec<String>, event, budget: Duration| {
         let req = request(event);
+        let deadline = Instant::now() + budget;
         for url in urls {
-            let outcome = match client::announce(&url, &req, timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || (event != Some(Event::Stopped) && stopping()) {
+                break;
+            }
+            let outcome = match client::announce(&url, &req, left.min(TIMEOUT)) {
                 Ok(resp) => {
                     if let Some(w) = &resp.warning {
                         log::warn!("tracker {}: {}", schedule::shown(&url), schedule::shown(w));
@@ -157,7 +191,7 @@ fn announce_loop(
             default(wait) => {}
         }
         let due = trackers.round(Instant::now());
-        let answered = announce_round(&mut trackers, due, event, TIMEOUT);
+        let answered = announce_round(&mut trackers, due, event, TIMEOUT * 4);
         if answered {
             event = None;
         }

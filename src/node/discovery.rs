@@ -47,6 +47,7 @@ impl OverlayDiscovery {
         let found_in = found.clone();
         // The latest round's count; older ones are not worth queueing.
         let (rounds_tx, rounds) = crossbeam_channel::bounded::<usize>(1);
+        let rounds_rx = rounds.clone();
         let thread = std::thread::Builder::new()
             .name("overlay-discovery".into())
             .spawn(move || {
@@ -65,6 +66,8 @@ impl OverlayDiscovery {
                         .filter(|a| a.port() != peer_port || !is_own_ip(a))
                         .collect();
                     found_in.store(addrs.len(), Ordering::Relaxed);
+                    // Replace an unread count rather than keep the older one.
+                    let _ = rounds_rx.try_recv();
                     let _ = rounds_tx.try_send(addrs.len());
                     if !addrs.is_empty() && peers.send(addrs).is_err() {
                         break;
