@@ -288,9 +288,12 @@ impl AnnounceRequest {
                 u32::try_from(decimal(v, "numwant")?).unwrap_or(u32::MAX), // capped later anyway
             ),
         };
-        let key = match get("key") {
+        // The bound applies to the text kept: bytes that are not UTF-8
+        // grow (U+FFFD is three bytes), and what we keep must stay a valid
+        // request when encoded again.
+        let key = match get("key").map(String::from_utf8_lossy) {
             None => None,
-            Some(v) if v.len() <= MAX_KEY_LEN => Some(String::from_utf8_lossy(v).into_owned()),
+            Some(k) if k.len() <= MAX_KEY_LEN => Some(k.into_owned()),
             Some(_) => {
                 return Err(TrackerWireError::InvalidParam {
                     param: "key",
@@ -599,6 +602,21 @@ mod tests {
     fn request_round_trips_through_the_query_string() {
         let r = req();
         assert_eq!(AnnounceRequest::from_query(&r.to_query()), Ok(r));
+    }
+
+    /// Found by the `tracker_request` fuzz target: a key of 22 bytes that
+    /// are not UTF-8 became 66 bytes of U+FFFD, over the key limit, so the
+    /// request we had accepted did not parse once encoded again.
+    #[test]
+    fn a_key_that_is_not_utf8_is_bounded_as_kept() {
+        let q = req().to_query();
+        let at = q.find("&key=").expect("the request has a key");
+        let base = &q[..at];
+        let fits = format!("{base}&key={}", "%ab".repeat(MAX_KEY_LEN / 3));
+        let r = AnnounceRequest::from_query(&fits).unwrap();
+        assert_eq!(AnnounceRequest::from_query(&r.to_query()), Ok(r));
+        let grows = format!("{base}&key={}", "%ab".repeat(MAX_KEY_LEN / 3 + 1));
+        assert!(AnnounceRequest::from_query(&grows).is_err());
     }
 
     #[test]
