@@ -279,26 +279,8 @@ impl RequestError {
     }
 }
 
-/// Reads from `stream` until one deadline, whatever the pace of the bytes:
-/// a node that trickles a byte per read timeout cannot hold us longer.
-struct DeadlineReader<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
-}
-
-impl std::io::Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        std::io::Read::read(&mut &*self.stream, buf)
-    }
-}
-
 /// One request and its reply over a fresh connection, all within `timeout`
-/// after the connection is made.
+/// after the connection is made (one deadline for the write and the read).
 pub fn request(
     addr: SocketAddr,
     msg: &Message,
@@ -311,15 +293,15 @@ pub fn request(
         }
         _ => RequestError::Connect(e),
     })?;
-    let until = Instant::now() + timeout;
+    // One deadline for writing the request and reading the reply: a node
+    // that opens its receive window a little at a time, or trickles its
+    // reply, cannot hold us longer.
+    let deadline = Deadline::after(timeout);
     let io = |e| RequestError::from_io(e, timeout);
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    let sent = wire::write_frame(&mut BufWriter::new(&stream), msg).map_err(io)?;
-    let mut reader = BufReader::new(DeadlineReader {
-        stream: &stream,
-        until,
-    });
+    let sent =
+        wire::write_frame(&mut BufWriter::new(Timed::new(&stream, deadline)), msg).map_err(io)?;
+    let mut reader = BufReader::new(Timed::new(&stream, deadline));
     let (reply, got) =
         wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
     if let Some(c) = counters {
@@ -804,6 +786,64 @@ mod tests {
         c.health_interval = Duration::from_secs(600);
         c.push = false;
         c
+    }
+
+    /// A member that opens its receive window a little at a time must not
+    /// hold a sender past the request's deadline: the write counts too.
+    #[test]
+    fn a_trickling_reader_cannot_stretch_a_request_past_its_deadline() {
+        use socket2::{Domain, Socket, Type};
+        const TIMEOUT: Duration = Duration::from_millis(500);
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        // Small, so the frame below is far larger than what the kernel
+        // buffers on both sides take at once.
+        sock.set_recv_buffer_size(4096).unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&bind.into()).unwrap();
+        sock.listen(1).unwrap();
+        let listener: TcpListener = sock.into();
+        let addr = listener.local_addr().unwrap();
+        // Reads 4 KiB every 5 ms (enough to keep each write moving well
+        // inside any per-write timeout, far too slow for the frame to fit
+        // in the deadline), for at most 4 s.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let end = Instant::now() + Duration::from_secs(4);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let entry = Entry {
+            info_hash: "00".repeat(20),
+            meta: ProviderMeta {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                peer_id: "a".repeat(2000),
+                left: 0,
+                last_seen: 0,
+                gone: false,
+                overlay: None,
+            },
+        };
+        let msg = Message::Sync {
+            overlay_port: 1,
+            digest: 0,
+            entries: vec![entry; MAX_ENTRIES],
+            members: vec![],
+            full: true,
+        };
+        let start = Instant::now();
+        let result = request(addr, &msg, TIMEOUT, None);
+        let took = start.elapsed();
+        assert!(
+            matches!(result, Err(RequestError::TimedOut(_))),
+            "got {result:?}"
+        );
+        assert!(took < TIMEOUT * 3, "the request took {took:?}");
+        server.join().unwrap();
     }
 
     /// The ABBA of issue 10: `announce`/`withdraw` held `members` while
