@@ -38,6 +38,8 @@ pub const MAX_CONNECTIONS_PER_IP: usize = MAX_CONNECTIONS / 4;
 /// takes up to the RPC timeout) and writing the reply. A client that sends
 /// a byte at a time cannot stretch it.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
+/// How long [`Overlay::shutdown`] waits for its background loops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Peers asked in parallel by a lookup.
 pub const LOOKUP_FANOUT: usize = 3;
 
@@ -214,8 +216,10 @@ impl Overlay {
         self.inner.members.lock().len()
     }
 
-    /// Stops and joins every overlay thread; callable through a shared
-    /// `Arc` (a second call does nothing).
+    /// Stops and joins every overlay thread, waiting at most
+    /// [`SHUTDOWN_GRACE`] for the background loops (a thread still inside
+    /// a request past it is logged and left to end with the process);
+    /// callable through a shared `Arc` (a second call does nothing).
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.stop_tx.lock().take();
@@ -224,8 +228,19 @@ impl Overlay {
             l.stop();
         }
         let threads = std::mem::take(&mut *self.threads.lock());
+        let end = Instant::now() + SHUTDOWN_GRACE;
         for t in threads {
-            let _ = t.join();
+            // Each loop checks the stop flag before every request, so this
+            // is at most one request timeout; the bound is for the rest.
+            while !t.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                let name = t.thread().name().unwrap_or("overlay").to_string();
+                log::warn!("overlay: {name} still busy at shutdown; not waiting for it");
+            }
         }
     }
 }
@@ -337,21 +352,28 @@ impl Inner {
         }
     }
 
+    /// Sends `msg` to a fanout of members in parallel, so silent members
+    /// cost one request timeout in all, not one each (the withdraw at
+    /// shutdown waits on this).
     fn send_to_fanout(&self, msg: &Message) {
         let targets = self.members.lock().sample(self.cfg.fanout);
-        for t in targets {
-            match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
-                Ok(Message::Ok { observed }) => {
-                    self.learn_me(observed);
-                    self.members.lock().heard(t, Instant::now());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("overlay: {t}: {e}");
-                    self.member_failed(t);
-                }
+        std::thread::scope(|s| {
+            for t in targets {
+                s.spawn(move || {
+                    match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                        Ok(Message::Ok { observed }) => {
+                            self.learn_me(observed);
+                            self.members.lock().heard(t, Instant::now());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::debug!("overlay: {t}: {e}");
+                            self.member_failed(t);
+                        }
+                    }
+                });
             }
-        }
+        });
     }
 
     fn member_failed(&self, addr: SocketAddr) {
@@ -595,6 +617,10 @@ impl Inner {
     /// One Sync request; returns whether the digests agreed afterwards
     /// (`None` when the peer did not answer).
     fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
+        // A push's second exchange must not start after shutdown began.
+        if self.stopped() {
+            return None;
+        }
         // Everything needed from `members` first: taking it again while
         // `store` is held would invert the order (announce holds members,
         // then waits for store).
@@ -673,6 +699,11 @@ impl Inner {
             }
             let mut next = Vec::new();
             for peer in frontier.iter().take(8) {
+                // Before every request, not once per depth: 8 silent peers
+                // would otherwise hold shutdown for 16 request timeouts.
+                if self.stopped() {
+                    return;
+                }
                 let ping = Message::Ping {
                     overlay_port: Some(self.port),
                 };
@@ -681,6 +712,9 @@ impl Inner {
                 {
                     self.learn_me(observed);
                     self.members.lock().heard(*peer, Instant::now());
+                }
+                if self.stopped() {
+                    return;
                 }
                 let ask = Message::Members {
                     ttl: MAX_TTL - depth,
@@ -755,6 +789,9 @@ impl Inner {
                 overlay_port: Some(self.port),
             };
             for m in stale {
+                if self.stopped() {
+                    return;
+                }
                 match request(m, &ping, self.cfg.rpc_timeout, Some(&self.counters)) {
                     Ok(Message::Pong { observed }) => {
                         self.learn_me(observed);
