@@ -38,6 +38,8 @@ pub const MAX_CONNECTIONS_PER_IP: usize = MAX_CONNECTIONS / 4;
 /// takes up to the RPC timeout) and writing the reply. A client that sends
 /// a byte at a time cannot stretch it.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
+/// How long [`Overlay::shutdown`] waits for its background loops.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Peers asked in parallel by a lookup.
 pub const LOOKUP_FANOUT: usize = 3;
 
@@ -214,8 +216,10 @@ impl Overlay {
         self.inner.members.lock().len()
     }
 
-    /// Stops and joins every overlay thread; callable through a shared
-    /// `Arc` (a second call does nothing).
+    /// Stops and joins every overlay thread, waiting at most
+    /// [`SHUTDOWN_GRACE`] for the background loops (a thread still inside
+    /// a request past it is logged and left to end with the process);
+    /// callable through a shared `Arc` (a second call does nothing).
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.stop_tx.lock().take();
@@ -224,8 +228,19 @@ impl Overlay {
             l.stop();
         }
         let threads = std::mem::take(&mut *self.threads.lock());
+        let end = Instant::now() + SHUTDOWN_GRACE;
         for t in threads {
-            let _ = t.join();
+            // Each loop checks the stop flag before every request, so this
+            // is at most one request timeout; the bound is for the rest.
+            while !t.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                let name = t.thread().name().unwrap_or("overlay").to_string();
+                log::warn!("overlay: {name} still busy at shutdown; not waiting for it");
+            }
         }
     }
 }
@@ -279,26 +294,8 @@ impl RequestError {
     }
 }
 
-/// Reads from `stream` until one deadline, whatever the pace of the bytes:
-/// a node that trickles a byte per read timeout cannot hold us longer.
-struct DeadlineReader<'a> {
-    stream: &'a TcpStream,
-    until: Instant,
-}
-
-impl std::io::Read for DeadlineReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        std::io::Read::read(&mut &*self.stream, buf)
-    }
-}
-
 /// One request and its reply over a fresh connection, all within `timeout`
-/// after the connection is made.
+/// after the connection is made (one deadline for the write and the read).
 pub fn request(
     addr: SocketAddr,
     msg: &Message,
@@ -311,15 +308,15 @@ pub fn request(
         }
         _ => RequestError::Connect(e),
     })?;
-    let until = Instant::now() + timeout;
+    // One deadline for writing the request and reading the reply: a node
+    // that opens its receive window a little at a time, or trickles its
+    // reply, cannot hold us longer.
+    let deadline = Deadline::after(timeout);
     let io = |e| RequestError::from_io(e, timeout);
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     stream.set_nodelay(true).map_err(io)?;
-    let sent = wire::write_frame(&mut BufWriter::new(&stream), msg).map_err(io)?;
-    let mut reader = BufReader::new(DeadlineReader {
-        stream: &stream,
-        until,
-    });
+    let sent =
+        wire::write_frame(&mut BufWriter::new(Timed::new(&stream, deadline)), msg).map_err(io)?;
+    let mut reader = BufReader::new(Timed::new(&stream, deadline));
     let (reply, got) =
         wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
     if let Some(c) = counters {
@@ -355,21 +352,28 @@ impl Inner {
         }
     }
 
+    /// Sends `msg` to a fanout of members in parallel, so silent members
+    /// cost one request timeout in all, not one each (the withdraw at
+    /// shutdown waits on this).
     fn send_to_fanout(&self, msg: &Message) {
         let targets = self.members.lock().sample(self.cfg.fanout);
-        for t in targets {
-            match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
-                Ok(Message::Ok { observed }) => {
-                    self.learn_me(observed);
-                    self.members.lock().heard(t, Instant::now());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log::debug!("overlay: {t}: {e}");
-                    self.member_failed(t);
-                }
+        std::thread::scope(|s| {
+            for t in targets {
+                s.spawn(move || {
+                    match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                        Ok(Message::Ok { observed }) => {
+                            self.learn_me(observed);
+                            self.members.lock().heard(t, Instant::now());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::debug!("overlay: {t}: {e}");
+                            self.member_failed(t);
+                        }
+                    }
+                });
             }
-        }
+        });
     }
 
     fn member_failed(&self, addr: SocketAddr) {
@@ -613,6 +617,10 @@ impl Inner {
     /// One Sync request; returns whether the digests agreed afterwards
     /// (`None` when the peer did not answer).
     fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
+        // A push's second exchange must not start after shutdown began.
+        if self.stopped() {
+            return None;
+        }
         // Everything needed from `members` first: taking it again while
         // `store` is held would invert the order (announce holds members,
         // then waits for store).
@@ -691,6 +699,11 @@ impl Inner {
             }
             let mut next = Vec::new();
             for peer in frontier.iter().take(8) {
+                // Before every request, not once per depth: 8 silent peers
+                // would otherwise hold shutdown for 16 request timeouts.
+                if self.stopped() {
+                    return;
+                }
                 let ping = Message::Ping {
                     overlay_port: Some(self.port),
                 };
@@ -699,6 +712,9 @@ impl Inner {
                 {
                     self.learn_me(observed);
                     self.members.lock().heard(*peer, Instant::now());
+                }
+                if self.stopped() {
+                    return;
                 }
                 let ask = Message::Members {
                     ttl: MAX_TTL - depth,
@@ -773,6 +789,9 @@ impl Inner {
                 overlay_port: Some(self.port),
             };
             for m in stale {
+                if self.stopped() {
+                    return;
+                }
                 match request(m, &ping, self.cfg.rpc_timeout, Some(&self.counters)) {
                     Ok(Message::Pong { observed }) => {
                         self.learn_me(observed);
@@ -804,6 +823,64 @@ mod tests {
         c.health_interval = Duration::from_secs(600);
         c.push = false;
         c
+    }
+
+    /// A member that opens its receive window a little at a time must not
+    /// hold a sender past the request's deadline: the write counts too.
+    #[test]
+    fn a_trickling_reader_cannot_stretch_a_request_past_its_deadline() {
+        use socket2::{Domain, Socket, Type};
+        const TIMEOUT: Duration = Duration::from_millis(500);
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        // Small, so the frame below is far larger than what the kernel
+        // buffers on both sides take at once.
+        sock.set_recv_buffer_size(4096).unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&bind.into()).unwrap();
+        sock.listen(1).unwrap();
+        let listener: TcpListener = sock.into();
+        let addr = listener.local_addr().unwrap();
+        // Reads 4 KiB every 5 ms (enough to keep each write moving well
+        // inside any per-write timeout, far too slow for the frame to fit
+        // in the deadline), for at most 4 s.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let end = Instant::now() + Duration::from_secs(4);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        let entry = Entry {
+            info_hash: "00".repeat(20),
+            meta: ProviderMeta {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                peer_id: "a".repeat(2000),
+                left: 0,
+                last_seen: 0,
+                gone: false,
+                overlay: None,
+            },
+        };
+        let msg = Message::Sync {
+            overlay_port: 1,
+            digest: 0,
+            entries: vec![entry; MAX_ENTRIES],
+            members: vec![],
+            full: true,
+        };
+        let start = Instant::now();
+        let result = request(addr, &msg, TIMEOUT, None);
+        let took = start.elapsed();
+        assert!(
+            matches!(result, Err(RequestError::TimedOut(_))),
+            "got {result:?}"
+        );
+        assert!(took < TIMEOUT * 3, "the request took {took:?}");
+        server.join().unwrap();
     }
 
     /// The ABBA of issue 10: `announce`/`withdraw` held `members` while

@@ -2,13 +2,16 @@
 //! tracker HTTP, DNS HTTP).
 //!
 //! - [`Slots`]: the admission policy, a plain struct: at most `total`
-//!   connections at once and at most `per_ip` from one source address
-//!   (well below `total`, so one source never fills the listener). With
-//!   `displace`, a newcomer from an address at its cap displaces that
-//!   address's oldest connection, so a slow client cannot hold its own
-//!   address's place either (right for one-request listeners, wrong for
-//!   long-lived peers, which are refused instead); past `total` newcomers
-//!   are refused (closed at once).
+//!   connections at once and at most `per_ip` from one source (an IPv4
+//!   address, or an IPv6 /64: [`source_key`]), well below `total`, so one
+//!   source never fills the listener. With `displace`, a newcomer from a
+//!   source at its cap displaces that source's oldest connection, so a slow
+//!   client cannot hold its own source's place either (right for
+//!   one-request listeners, wrong for long-lived peers, which are refused
+//!   instead); a displaced connection counts against its source until its
+//!   thread ends, and a source with `2 * per_ip` live is refused, so busy
+//!   handlers that do not notice being displaced still bound it. Past
+//!   `total` newcomers are refused (closed at once).
 //! - [`Deadline`] / [`Timed`]: one deadline for a whole connection; every
 //!   read and write gets the time that is left as its socket timeout, so a
 //!   peer that sends one byte a second cannot extend it.
@@ -67,16 +70,33 @@ pub enum Admission {
     Refuse,
 }
 
-/// Admission accounting: who holds a slot, per source address, in arrival
-/// order. Pure policy; the service does the closing.
+/// The key a source is counted under: an IPv4 address (IPv4-mapped IPv6
+/// included) as itself, any other IPv6 address by its /64 prefix, since a
+/// single host is commonly given a whole /64 and could otherwise take a
+/// fresh address for every connection.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
+}
+
+/// Admission accounting: who holds a slot, per source (see
+/// [`source_key`]), in arrival order. Pure policy; the service does the
+/// closing.
 #[derive(Debug)]
 pub struct Slots {
     limits: Limits,
     /// Live connections, displaced ones included until they release.
     live: HashMap<u64, IpAddr>,
-    /// Per address, its connections that have not been displaced, oldest
+    /// Per source, its connections that have not been displaced, oldest
     /// first.
     by_ip: HashMap<IpAddr, VecDeque<u64>>,
+    /// Per source, its live connections, displaced ones included.
+    live_by_ip: HashMap<IpAddr, usize>,
 }
 
 impl Slots {
@@ -89,15 +109,23 @@ impl Slots {
             },
             live: HashMap::new(),
             by_ip: HashMap::new(),
+            live_by_ip: HashMap::new(),
         }
     }
 
     /// Decides on connection `id` from `ip` (ids are unique, increasing).
     pub fn admit(&mut self, id: u64, ip: IpAddr) -> Admission {
-        let ip = ip.to_canonical();
+        let ip = source_key(ip);
         // A displaced connection keeps its thread until it notices, so it
         // still counts here: the thread bound is hard.
         if self.live.len() >= self.limits.total {
+            return Admission::Refuse;
+        }
+        // And it counts against its source: a handler busy elsewhere (not
+        // reading its socket) does not notice being displaced, so without
+        // this one source could fill `total` by displacing its own.
+        let live_here = self.live_by_ip.get(&ip).copied().unwrap_or(0);
+        if live_here >= self.limits.per_ip.saturating_mul(2) {
             return Admission::Refuse;
         }
         let queue = self.by_ip.entry(ip).or_default();
@@ -110,6 +138,7 @@ impl Slots {
         };
         queue.push_back(id);
         self.live.insert(id, ip);
+        *self.live_by_ip.entry(ip).or_default() += 1;
         match displaced {
             Some(old) => Admission::AdmitDisplacing(old),
             None => Admission::Admit,
@@ -127,6 +156,12 @@ impl Slots {
                 self.by_ip.remove(&ip);
             }
         }
+        if let Some(n) = self.live_by_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.live_by_ip.remove(&ip);
+            }
+        }
     }
 
     /// Connections alive (displaced ones included).
@@ -134,9 +169,10 @@ impl Slots {
         self.live.len()
     }
 
-    /// Connections from `ip` that hold their place.
+    /// Connections from `ip`'s source (its /64 for IPv6) that hold their
+    /// place.
     pub fn from_ip(&self, ip: IpAddr) -> usize {
-        self.by_ip.get(&ip.to_canonical()).map_or(0, VecDeque::len)
+        self.by_ip.get(&source_key(ip)).map_or(0, VecDeque::len)
     }
 }
 
@@ -542,6 +578,64 @@ mod tests {
         let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
         assert_eq!(s.admit(0, v4), Admission::Admit);
         assert_eq!(s.admit(1, mapped), Admission::AdmitDisplacing(0));
+    }
+
+    #[test]
+    fn busy_displaced_connections_still_bound_their_address() {
+        // Handlers that never touch their socket (a forwarded lookup
+        // waiting on other members) do not notice being displaced, so
+        // nothing is released here: one address must still not fill the
+        // listener.
+        let limits = Limits::new(128);
+        let mut s = Slots::new(limits);
+        let mut refused = 0;
+        for id in 0..1_000 {
+            if s.admit(id, ip(1)) == Admission::Refuse {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0, "the busy address is refused at some point");
+        assert!(
+            s.live() <= 2 * limits.per_ip,
+            "one address holds {} of {} slots",
+            s.live(),
+            limits.total
+        );
+        assert_eq!(s.admit(5_000, ip(2)), Admission::Admit);
+        // Once its threads end, the address gets in again.
+        for id in 0..1_000 {
+            s.release(id);
+        }
+        assert_eq!(s.admit(5_001, ip(1)), Admission::Admit);
+    }
+
+    #[test]
+    fn ipv6_sources_are_keyed_by_their_64_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_key(a), source_key(b));
+        assert_ne!(source_key(a), source_key(other));
+        assert_eq!(source_key(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        // IPv4 (and IPv4-mapped) addresses stay whole.
+        let v4 = IpAddr::from([192, 0, 2, 7]);
+        assert_eq!(source_key(v4), v4);
+        assert_eq!(
+            source_key(IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped())),
+            v4
+        );
+        assert_ne!(source_key(v4), source_key(IpAddr::from([192, 0, 2, 8])));
+        // In the policy: a second address of the same /64 displaces the
+        // first; another /64 does not.
+        let mut s = Slots::new(Limits {
+            total: 10,
+            per_ip: 1,
+            displace: true,
+        });
+        assert_eq!(s.admit(0, a), Admission::Admit);
+        assert_eq!(s.admit(1, b), Admission::AdmitDisplacing(0));
+        assert_eq!(s.admit(2, other), Admission::Admit);
+        assert_eq!(s.from_ip(a), 1);
     }
 
     #[test]
