@@ -57,14 +57,48 @@ pub fn spare_per_ip(max_peers: usize) -> usize {
     (handshake_spare(max_peers) / 2).max(1)
 }
 
+/// Outgoing connections that may be dialing or handshaking at once. Fewer
+/// than `--max-peers`, so dials to addresses that hang (a connect timeout
+/// plus a handshake timeout each) never hold every thread below the limit;
+/// incoming handshakes do not count them either (see
+/// [`room_for_incoming`]).
+pub fn dial_budget(max_peers: usize) -> usize {
+    max_peers.saturating_sub((max_peers / 4).max(1)).max(1)
+}
+
+/// Whether [`Swarm::dial`] may start another dial: below `--max-peers` in
+/// all and below [`dial_budget`] pending.
+pub fn room_for_dial(threads: usize, dialing: usize, max_peers: usize) -> bool {
+    threads < max_peers && dialing < dial_budget(max_peers)
+}
+
+/// Which source an address counts as for the per-address cap: an
+/// IPv4-mapped IPv6 address is its IPv4 address, and an IPv6 address counts
+/// by its /64 (one host usually holds a whole /64). The same rule as the
+/// listener's `Slots` (runtime/listener.rs); kept local until that one is
+/// public.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// Connection threads now, as the accept decision sees them.
 #[derive(Debug, Clone, Copy)]
 pub struct ThreadCount {
     /// All connection threads, handshaking or not, both directions.
     pub threads: usize,
-    /// Those still in their handshake.
+    /// Incoming ones still in their handshake (pending dials have their
+    /// own budget, [`dial_budget`], and do not count).
     pub handshaking: usize,
-    /// Those still in their handshake with the newcomer's address.
+    /// Of those, the ones from the newcomer's source ([`source_key`]).
     pub handshaking_from_ip: usize,
 }
 
@@ -116,9 +150,11 @@ struct Connections {
     threads: HashMap<u64, (Option<socket2::Socket>, JoinHandle<()>)>,
     /// Addresses being dialed or connected by us.
     dialed: std::collections::HashSet<SocketAddr>,
-    /// Threads (ids) that have not finished their handshake yet, with the
-    /// peer's address.
+    /// Incoming threads (ids) that have not finished their handshake
+    /// yet, with the peer's [`source_key`].
     handshaking: HashMap<u64, IpAddr>,
+    /// Outgoing threads (ids) dialing or handshaking.
+    dialing: std::collections::HashSet<u64>,
 }
 
 impl Swarm {
@@ -181,7 +217,7 @@ impl Swarm {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.conns.lock();
         if self.is_shutting_down()
-            || conns.threads.len() >= self.max_peers
+            || !room_for_dial(conns.threads.len(), conns.dialing.len(), self.max_peers)
             || !conns.dialed.insert(addr)
         {
             return false;
@@ -212,7 +248,7 @@ impl Swarm {
         match handle {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
-                conns.handshaking.insert(id, addr.ip());
+                conns.dialing.insert(id);
                 true
             }
             Err(e) => {
@@ -231,6 +267,7 @@ impl Swarm {
     /// the connection thread until it ends.
     pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr, slot: Slot) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let source = source_key(addr.ip());
         let mut conns = self.conns.lock();
         let count = ThreadCount {
             threads: conns.threads.len(),
@@ -238,7 +275,7 @@ impl Swarm {
             handshaking_from_ip: conns
                 .handshaking
                 .values()
-                .filter(|&&ip| ip == addr.ip())
+                .filter(|&&ip| ip == source)
                 .count(),
         };
         if self.is_shutting_down() || !room_for_incoming(count, self.max_peers) {
@@ -275,7 +312,7 @@ impl Swarm {
         match spawned {
             Ok(h) => {
                 conns.threads.insert(id, (None, h));
-                conns.handshaking.insert(id, addr.ip());
+                conns.handshaking.insert(id, source);
             }
             Err(e) => log::warn!("cannot start a connection thread: {e}"),
         }
@@ -316,6 +353,7 @@ impl Swarm {
         // Dropping our own JoinHandle detaches this (ending) thread.
         conns.threads.remove(&id);
         conns.handshaking.remove(&id);
+        conns.dialing.remove(&id);
         if let Some(addr) = dialed {
             conns.dialed.remove(&addr);
         }
@@ -330,7 +368,11 @@ impl Swarm {
         theirs: Handshake,
         outgoing: bool,
     ) {
-        self.conns.lock().handshaking.remove(&id);
+        {
+            let mut conns = self.conns.lock();
+            conns.handshaking.remove(&id);
+            conns.dialing.remove(&id);
+        }
         let (waker_tx, waker_rx) = crossbeam_channel::bounded(1);
         let key = {
             let mut state = self.state.lock();
@@ -358,10 +400,19 @@ impl Swarm {
                 waker_tx.clone(),
             )
         };
+        // At once: however the setup below fails (no file descriptor for a
+        // clone, no thread for the writer), the peer is unregistered, so
+        // its requested blocks go back to the pool and its slot is freed.
+        let registered = Registered {
+            swarm: self,
+            key,
+            stream: &stream,
+            waker: &waker_tx,
+        };
         log::debug!("connected to {addr} ({})", theirs.peer_id);
         let result = self
             .clone()
-            .run_registered(id, key, stream, addr, waker_tx, waker_rx);
+            .run_registered(id, key, &stream, addr, registered, waker_rx);
         match result {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 log::debug!("{addr}: connection ended: closed by the peer")
@@ -379,9 +430,9 @@ impl Swarm {
         self: Arc<Self>,
         id: u64,
         key: PeerKey,
-        stream: TcpStream,
+        stream: &TcpStream,
         addr: SocketAddr,
-        waker_tx: Sender<()>,
+        registered: Registered<'_>,
         waker_rx: Receiver<()>,
     ) -> io::Result<()> {
         stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
@@ -405,13 +456,8 @@ impl Swarm {
                     log::debug!("{addr}: writer ended: {e}");
                 }
             })?;
-        let registered = Registered {
-            swarm: &self,
-            key,
-            stream: &stream,
-            waker: &waker_tx,
-        };
-        let result = self.read_loop(key, &stream);
+        let result = self.read_loop(key, stream);
+        // Unregisters and closes the socket, so the writer ends.
         drop(registered);
         let _ = writer.join();
         result
@@ -695,5 +741,36 @@ mod tests {
         assert!(room_for_incoming(count(1, 0, 0), 1));
         assert!(room_for_incoming(count(2, 1, 1), 1));
         assert!(!room_for_incoming(count(3, 2, 2), 1));
+    }
+
+    #[test]
+    fn pending_dials_leave_threads_below_the_limit_for_incoming() {
+        for max in [1, 2, 4, 8, 50] {
+            let budget = dial_budget(max);
+            assert!(budget >= 1 && (max == 1 || budget < max), "{max}: {budget}");
+            assert!(room_for_dial(budget - 1, budget - 1, max));
+            assert!(!room_for_dial(budget, budget, max), "{max}");
+            // Dials hanging in their handshake do not count against the
+            // spare handshake threads.
+            assert!(room_for_incoming(count(budget, 0, 0), max), "{max}");
+        }
+        assert!(!room_for_dial(4, 0, 4), "never past --max-peers");
+    }
+
+    #[test]
+    fn a_source_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(source_key(ip("10.0.0.1")), ip("10.0.0.1"));
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:aaaa::1")),
+            source_key(ip("2001:db8:1:2:bbbb::2"))
+        );
+        assert_eq!(source_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_key(ip("::1")), ip("::"));
     }
 }

@@ -391,6 +391,7 @@ impl TorrentState {
             peer.send(Message::Bitfield(self.have().as_bytes().to_vec()));
         }
         self.peers.insert(key, peer);
+        self.suspicion.add(key);
         key
     }
 
@@ -802,16 +803,22 @@ impl TorrentState {
         }
         let piece = r.piece as u32;
         let senders = self.contributors.remove(&piece).unwrap_or_default();
+        // Live senders and the other pieces each has awaiting a verdict;
+        // senders already gone are not passed to `suspicion` (they would
+        // be remembered again, or chosen to keep going).
+        let mut unsettled: HashMap<PeerKey, HashSet<u32>> = HashMap::new();
         for k in &senders {
             if let Some(p) = self.peers.get_mut(k) {
                 p.unsettled.remove(&piece);
+                unsettled.insert(*k, p.unsettled.clone());
             }
         }
+        let live: HashSet<PeerKey> = unsettled.keys().copied().collect();
         let was_complete = self.is_complete();
         self.picker.hash_done(r.piece, r.ok, senders.len() > 1);
         if r.ok {
             self.stats.pieces_downloaded += 1;
-            self.suspicion.on_pass(piece, &senders);
+            self.suspicion.on_pass(piece, &live);
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
             for k in keys {
                 let peer = self.peers.get_mut(&k).expect("key from map");
@@ -828,7 +835,11 @@ impl TorrentState {
         } else {
             self.stats.hash_failures += 1;
             self.stats.wasted += self.layout.piece_len(r.piece) as u64;
-            let verdicts = self.suspicion.on_fail(piece, &senders, Instant::now());
+            // All senders, gone or not, count for "sole sender": one that
+            // left does not make its co-contributor the only suspect.
+            let verdicts = self
+                .suspicion
+                .on_fail(piece, &senders, &unsettled, Instant::now());
             for (key, verdict) in verdicts {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     continue;
@@ -1134,6 +1145,95 @@ mod tests {
         id[..2].copy_from_slice(&1u16.to_be_bytes());
         assert!(s.is_banned(&PeerId(id)));
         assert_eq!(s.stats.hash_failures, 1);
+    }
+
+    /// Two pieces shared by an honest and a corrupt peer are both queued
+    /// for hashing before the first verdict: the second failure is not
+    /// fresh evidence against either (the review's reproduction).
+    #[test]
+    fn two_shared_failures_in_flight_do_not_ban_the_honest_peer() {
+        let (mut s, _jobs) = state(4, 2 * BLOCK_SIZE as u64);
+        let (honest, _wa) = add_peer(&mut s, 1);
+        let (corrupt, _wb) = add_peer(&mut s, 2);
+        for k in [honest, corrupt] {
+            s.on_message(k, Message::Bitfield(vec![0xf0])).unwrap();
+            s.on_message(k, Message::Unchoke).unwrap();
+        }
+        // Pieces 0 and 1 each get one block from each peer; both are
+        // complete and queued for hashing before the first verdict.
+        for piece in 0..2u32 {
+            let (b0, _) = s
+                .begin_block(honest, piece, 0, BLOCK_SIZE)
+                .unwrap()
+                .unwrap();
+            s.finish_block(honest, b0);
+            let (b1, _) = s
+                .begin_block(corrupt, piece, BLOCK_SIZE, BLOCK_SIZE)
+                .unwrap()
+                .unwrap();
+            s.finish_block(corrupt, b1);
+        }
+        let mut banned = vec![];
+        for piece in 0..2 {
+            banned.extend(
+                s.on_hash_result(HashResult {
+                    piece,
+                    purpose: HashPurpose::Download,
+                    ok: false,
+                })
+                .banned,
+            );
+        }
+        let honest_addr = s.peers[&honest].addr;
+        assert!(
+            !banned.contains(&honest_addr),
+            "the honest peer was banned for the corrupt peer's blocks: {banned:?}"
+        );
+        assert!(s.suspicion.is_suspended(corrupt), "the other is suspended");
+        assert!(!s.suspicion.is_suspended(honest), "one keeps going");
+    }
+
+    /// A contributor that disconnected before its piece's verdict is not
+    /// remembered again, and cannot be the one kept (which would suspend
+    /// every live contributor).
+    #[test]
+    fn a_departed_contributor_is_neither_kept_nor_remembered() {
+        let (mut s, _jobs) = state(3, 3 * BLOCK_SIZE as u64);
+        let keys: Vec<PeerKey> = (1..=3).map(|p| add_peer(&mut s, p).0).collect();
+        for &k in &keys {
+            s.on_message(k, Message::Bitfield(vec![0xe0])).unwrap();
+            s.on_message(k, Message::Unchoke).unwrap();
+        }
+        for (i, &k) in keys.iter().enumerate() {
+            let begin = i as u32 * BLOCK_SIZE;
+            let (b, _) = s.begin_block(k, 0, begin, BLOCK_SIZE).unwrap().unwrap();
+            s.finish_block(k, b);
+        }
+        // The oldest connection, which would win every tie, leaves.
+        s.unregister(keys[0]);
+        s.on_hash_result(HashResult {
+            piece: 0,
+            purpose: HashPurpose::Download,
+            ok: false,
+        });
+        let live_suspended = keys[1..]
+            .iter()
+            .filter(|&&k| s.suspicion.is_suspended(k))
+            .count();
+        assert_eq!(live_suspended, 1, "one live contributor keeps going");
+        assert!(
+            !s.suspicion.knows(keys[0]),
+            "the departed peer was recreated"
+        );
+        s.on_hash_result(HashResult {
+            piece: 1,
+            purpose: HashPurpose::Download,
+            ok: true,
+        });
+        assert!(
+            !s.suspicion.knows(keys[0]),
+            "the departed peer was recreated"
+        );
     }
 
     #[test]
