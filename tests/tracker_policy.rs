@@ -163,6 +163,20 @@ fn a_reply_with_an_unusable_interval_still_gives_its_peers() {
         leecher.log()
     );
     assert_eq!(sha256(&tmp.path().join("leech/file.bin")), want);
+    // Exiting at once on completion still tells the tracker, which counts
+    // downloads by `completed`, before `stopped`.
+    let events: Vec<String> = tracker
+        .requests
+        .lock()
+        .iter()
+        .filter_map(|(_, line)| {
+            ["started", "completed", "stopped"]
+                .into_iter()
+                .find(|e| line.contains(&format!("event={e}")))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(events, ["started", "completed", "stopped"]);
 }
 
 #[test]

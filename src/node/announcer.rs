@@ -136,7 +136,8 @@ fn announce_loop(
         let deadline = Instant::now() + budget;
         for url in urls {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || (event != Some(Event::Stopped) && stopping()) {
+            // Regular announces stop with shutdown; events still go out.
+            if left.is_zero() || (event.is_none() && stopping()) {
                 break;
             }
             let outcome = match client::announce(&url, &req, left.min(TIMEOUT)) {
@@ -197,6 +198,17 @@ fn announce_loop(
         }
         wait = trackers.wait_after_round(answered, Instant::now());
     }
+    // A `completed` not yet told (queued as we were stopped, or its round
+    // failed) goes out before `stopped`: trackers count downloads by it.
+    // Both share the one short deadline.
+    let deadline = Instant::now() + STOPPED_TIMEOUT;
+    let completed_pending = event == Some(Event::Completed)
+        || commands.try_iter().any(|c| c == AnnounceCommand::Completed);
+    if completed_pending {
+        let urls = trackers.stopping_round();
+        announce_round(&mut trackers, urls, Some(Event::Completed), STOPPED_TIMEOUT);
+    }
     let urls = trackers.stopping_round();
-    announce_round(&mut trackers, urls, Some(Event::Stopped), STOPPED_TIMEOUT);
+    let left = deadline.saturating_duration_since(Instant::now());
+    announce_round(&mut trackers, urls, Some(Event::Stopped), left);
 }

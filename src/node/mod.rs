@@ -249,7 +249,7 @@ pub fn run_torrent(
     if complete {
         log::info!("all pieces present: seeding");
     }
-    dial_due(&swarm, &mut candidates, config.max_peers);
+    dial_due(&swarm, &mut candidates);
     let ticker = crossbeam_channel::tick(Duration::from_secs(1));
     let never = crossbeam_channel::never();
     let rounds = discovery.as_ref().map_or(&never, |d| d.rounds());
@@ -308,7 +308,7 @@ pub fn run_torrent(
             recv(peers_rx) -> addrs => {
                 if let Ok(addrs) = addrs {
                     candidates.add(addrs, Instant::now());
-                    dial_due(&swarm, &mut candidates, config.max_peers);
+                    dial_due(&swarm, &mut candidates);
                 }
             },
             recv(ticker) -> _ => {
@@ -322,7 +322,7 @@ pub fn run_torrent(
                     state.take_pex_learned()
                 };
                 candidates.add(learned, now);
-                dial_due(&swarm, &mut candidates, config.max_peers);
+                dial_due(&swarm, &mut candidates);
                 if mode == DiscoveryMode::Hybrid
                     && announcer.is_none()
                     && hybrid_wants_tracker(
@@ -391,10 +391,10 @@ fn hybrid_wants_tracker(found: usize, round_answered: bool, elapsed: Duration) -
     found < HYBRID_MIN_PEERS && (round_answered || elapsed >= HYBRID_GRACE)
 }
 
-/// Dials every known address that is due, up to the connection limit.
-fn dial_due(swarm: &Arc<Swarm>, candidates: &mut Candidates, max_peers: usize) {
+/// Dials every known address that is due, up to the room for dials.
+fn dial_due(swarm: &Arc<Swarm>, candidates: &mut Candidates) {
     let connected = swarm.state.lock().peer_addrs();
-    let room = max_peers.saturating_sub(swarm.connection_count());
+    let room = swarm.dial_room();
     let due = candidates.due(Instant::now(), room, |a| {
         connected.contains(a) || swarm.is_dialed(a)
     });

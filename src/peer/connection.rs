@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use super::handshake::{self, HandshakeError};
 use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
-use crate::runtime::listener::Slot;
+use crate::runtime::listener::{source_key, Slot};
 use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
@@ -70,24 +70,6 @@ pub fn dial_budget(max_peers: usize) -> usize {
 /// all and below [`dial_budget`] pending.
 pub fn room_for_dial(threads: usize, dialing: usize, max_peers: usize) -> bool {
     threads < max_peers && dialing < dial_budget(max_peers)
-}
-
-/// Which source an address counts as for the per-address cap: an
-/// IPv4-mapped IPv6 address is its IPv4 address, and an IPv6 address counts
-/// by its /64 (one host usually holds a whole /64). The same rule as the
-/// listener's `Slots` (runtime/listener.rs); kept local until that one is
-/// public.
-pub fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
-            }
-        },
-    }
 }
 
 /// Connection threads now, as the accept decision sees them.
@@ -201,6 +183,15 @@ impl Swarm {
     /// Connection threads alive (including ones still handshaking).
     pub fn connection_count(&self) -> usize {
         self.conns.lock().threads.len()
+    }
+
+    /// How many more dials [`Swarm::dial`] would start now: room below
+    /// `--max-peers` and below the [`dial_budget`] of pending dials.
+    pub fn dial_room(&self) -> usize {
+        let conns = self.conns.lock();
+        let total = self.max_peers.saturating_sub(conns.threads.len());
+        let pending = dial_budget(self.max_peers).saturating_sub(conns.dialing.len());
+        total.min(pending)
     }
 
     /// Addresses found not worth dialing again since the last call.
@@ -755,22 +746,5 @@ mod tests {
             assert!(room_for_incoming(count(budget, 0, 0), max), "{max}");
         }
         assert!(!room_for_dial(4, 0, 4), "never past --max-peers");
-    }
-
-    #[test]
-    fn a_source_is_an_ipv4_address_or_an_ipv6_slash_64() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(source_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
-        assert_eq!(source_key(ip("10.0.0.1")), ip("10.0.0.1"));
-        assert_eq!(
-            source_key(ip("2001:db8:1:2:aaaa::1")),
-            source_key(ip("2001:db8:1:2:bbbb::2"))
-        );
-        assert_eq!(source_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_ne!(
-            source_key(ip("2001:db8:1:2::1")),
-            source_key(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(source_key(ip("::1")), ip("::"));
     }
 }
