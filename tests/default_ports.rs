@@ -11,46 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{create_torrent, make_file, sha256, tempdir, Node, FAST_OVERLAY_ENV};
-
-const PORT_ENV: [&str; 2] = ["BTNODE_PORT", "BTNODE_OVERLAY_PORT"];
-
-/// A node with no port flag or variable at all.
-fn start_default(torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
-    std::fs::create_dir_all(dir).unwrap();
-    let status_path = dir.with_extension("status.json");
-    let log_path = dir.with_extension("log");
-    let mut cmd = Command::new(support::bin());
-    for v in PORT_ENV {
-        cmd.env_remove(v);
-    }
-    let child = cmd
-        .arg("-t")
-        .arg(torrent)
-        .arg("-d")
-        .arg(dir)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--no-progress",
-            "--log-level",
-            "debug",
-        ])
-        .arg("--status-file")
-        .arg(&status_path)
-        .args(extra)
-        .envs(FAST_OVERLAY_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    Node {
-        child,
-        status_path,
-        log_path,
-    }
-}
+use support::{create_torrent, make_file, sha256, tempdir, Node};
 
 /// Holds `port` on loopback if it is free, so a default is surely taken.
 fn hold(port: u16) -> Option<TcpListener> {
@@ -64,7 +25,7 @@ fn two_nodes_with_default_ports_on_one_host_trade_the_file() {
     make_file(&content, 3 << 20, 10);
     let torrent = tmp.path().join("a.torrent");
     create_torrent(&content, &torrent, &[]);
-    let mut seeder = start_default(&torrent, &tmp.path().join("seed"), &[]);
+    let mut seeder = Node::start_default_ports(&torrent, &tmp.path().join("seed"), &[]);
     let seeder_peer = seeder.wait_port();
     let seeder_overlay = seeder.overlay_addr();
     // Whoever has the defaults now (the seeder or another test), the
@@ -73,7 +34,7 @@ fn two_nodes_with_default_ports_on_one_host_trade_the_file() {
         hold(support_defaults::PEER),
         hold(support_defaults::OVERLAY),
     );
-    let mut leech = start_default(
+    let mut leech = Node::start_default_ports(
         &torrent,
         &tmp.path().join("leech"),
         &["-b", &seeder_overlay.to_string()],
@@ -149,9 +110,8 @@ fn a_port_the_user_chose_stays_an_error_when_taken() {
     for (i, (flags, env)) in cases.iter().enumerate() {
         let dir = tmp.path().join(format!("n{i}"));
         let mut cmd = Command::new(support::bin());
-        for v in PORT_ENV {
-            cmd.env_remove(v);
-        }
+        cmd.env_remove("BTNODE_PORT")
+            .env_remove("BTNODE_OVERLAY_PORT");
         if let Some((k, v)) = env {
             cmd.env(k, v);
         }

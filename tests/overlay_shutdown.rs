@@ -25,18 +25,8 @@ fn eight_silent_bootstraps_do_not_delay_exit_after_sigterm() {
         "the node never contacted its first bootstrap"
     );
     let start = Instant::now();
-    // SAFETY: kill(2) on our own child's PID.
-    unsafe {
-        libc::kill(node.child.id() as i32, libc::SIGTERM);
-    }
-    let mut code = None;
-    wait_until(Duration::from_secs(20), || match node.child.try_wait() {
-        Ok(Some(s)) => {
-            code = Some(s.code().unwrap_or(-1));
-            true
-        }
-        _ => false,
-    });
+    sigterm(&node.child);
+    let code = wait_exit(&mut node.child, Duration::from_secs(20));
     let took = start.elapsed();
     println!("exit after SIGTERM with 8 silent bootstraps: {took:?}");
     assert_eq!(code, Some(0), "exit status (after {took:?})");

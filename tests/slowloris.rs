@@ -255,26 +255,6 @@ fn dns_api_is_served_during_a_slowloris() {
     assert!(most_threads <= THREAD_BOUND, "{most_threads} threads");
 }
 
-fn sigterm(child: &Child) {
-    // SAFETY: kill(2) on our own child's PID.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-/// Exit code within `timeout`, or None (then the caller's drop kills it).
-fn exit_within(child: &mut Child, timeout: Duration) -> Option<i32> {
-    let mut code = None;
-    wait_until(timeout, || match child.try_wait() {
-        Ok(Some(s)) => {
-            code = Some(s.code().unwrap_or(-1));
-            true
-        }
-        _ => false,
-    });
-    code
-}
-
 #[test]
 fn sigterm_with_many_slow_connections_open_exits_0_promptly() {
     let mut node = OverlayNode::start(&[], 0);
@@ -299,9 +279,9 @@ fn sigterm_with_many_slow_connections_open_exits_0_promptly() {
     sigterm(&tracker.child);
     sigterm(&dns.child);
     let codes = [
-        exit_within(&mut node.child, Duration::from_secs(5)),
-        exit_within(&mut tracker.child, Duration::from_secs(5)),
-        exit_within(&mut dns.child, Duration::from_secs(5)),
+        wait_exit(&mut node.child, Duration::from_secs(5)),
+        wait_exit(&mut tracker.child, Duration::from_secs(5)),
+        wait_exit(&mut dns.child, Duration::from_secs(5)),
     ];
     println!("exit codes {codes:?} after {:?}", start.elapsed());
     drop(attacks);

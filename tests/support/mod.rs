@@ -120,6 +120,22 @@ impl Node {
     /// (a program that ends by exec-ing its arguments, so the child's PID is
     /// btnode's), e.g. `unshare` to give it a namespace of its own.
     pub fn start_wrapped(wrapper: &[&str], torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
+        Node::spawn(
+            wrapper,
+            torrent,
+            dir,
+            &["--port", "0", "--overlay-port", "0"],
+            extra,
+        )
+    }
+
+    /// As [`Node::start`] with no port flag or variable at all: the node
+    /// takes the defaults (or falls back from them).
+    pub fn start_default_ports(torrent: &Path, dir: &Path, extra: &[&str]) -> Node {
+        Node::spawn(&[], torrent, dir, &[], extra)
+    }
+
+    fn spawn(wrapper: &[&str], torrent: &Path, dir: &Path, ports: &[&str], extra: &[&str]) -> Node {
         std::fs::create_dir_all(dir).unwrap();
         let tag = format!("{:x}", rand_u64());
         let status_path = dir.with_file_name(format!(
@@ -141,21 +157,15 @@ impl Node {
             .arg(torrent)
             .arg("-d")
             .arg(dir)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--overlay-port",
-                "0",
-                "--no-progress",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--no-progress", "--log-level", "debug"])
             .arg("--status-file")
             .arg(&status_path)
             .args(extra)
             .envs(FAST_OVERLAY_ENV)
+            .env_remove("BTNODE_PORT")
+            .env_remove("BTNODE_OVERLAY_PORT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -218,15 +228,7 @@ impl Node {
 
     /// Waits for the process to exit on its own; its exit code.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let mut code = None;
-        wait_until(timeout, || match self.child.try_wait() {
-            Ok(Some(s)) => {
-                code = Some(s.code().unwrap_or(-1));
-                true
-            }
-            _ => false,
-        });
-        code
+        wait_exit(&mut self.child, timeout)
     }
 
     pub fn sigkill(&mut self) {
@@ -235,10 +237,7 @@ impl Node {
     }
 
     pub fn sigterm(&mut self) {
-        // SAFETY: kill(2) on our own child's PID.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        sigterm(&self.child);
     }
 }
 
@@ -263,6 +262,26 @@ pub fn spawn_with_banner(cmd: &mut Command) -> (Child, String) {
         .read_line(&mut line)
         .unwrap();
     (child, line)
+}
+
+/// Waits for `child` to exit on its own; its exit code.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let mut code = None;
+    wait_until(timeout, || match child.try_wait() {
+        Ok(Some(s)) => {
+            code = Some(s.code().unwrap_or(-1));
+            true
+        }
+        _ => false,
+    });
+    code
+}
+
+pub fn sigterm(child: &Child) {
+    // SAFETY: kill(2) on our own child's PID.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
 }
 
 /// A `btnode tracker` on an ephemeral loopback port.
