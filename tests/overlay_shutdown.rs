@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use support::hostile::HangListener;
@@ -18,10 +17,7 @@ fn eight_silent_bootstraps_do_not_delay_exit_after_sigterm() {
     let mut node = OverlayNode::start(&addrs, 0);
     // Discovery is now waiting on the first silent bootstrap.
     assert!(
-        wait_until(Duration::from_secs(5), || silent[0]
-            .accepted
-            .load(Ordering::SeqCst)
-            > 0),
+        silent[0].wait_contacted(Duration::from_secs(5)),
         "the node never contacted its first bootstrap"
     );
     let start = Instant::now();
@@ -49,10 +45,7 @@ fn a_torrent_node_with_eight_silent_bootstraps_exits_within_5_s_of_sigterm() {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut node = Node::start(&torrent, &tmp.path().join("dl"), &extra);
     assert!(
-        wait_until(Duration::from_secs(5), || silent[0]
-            .accepted
-            .load(Ordering::SeqCst)
-            > 0),
+        silent[0].wait_contacted(Duration::from_secs(5)),
         "the node never contacted its first bootstrap"
     );
     let start = Instant::now();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use support::hostile::HangListener;
 use support::*;
 
 /// A loopback HTTP server answering every request with `reply(port)`,
@@ -288,12 +289,10 @@ fn a_hybrid_node_without_bootstrap_asks_the_tracker_at_once() {
 #[test]
 fn trackers_that_never_answer_do_not_hold_shutdown() {
     let tmp = tempdir();
-    let silent: Vec<TcpListener> = (0..4)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    let silent: Vec<HangListener> = (0..4).map(|_| HangListener::start()).collect();
     let urls: Vec<String> = silent
         .iter()
-        .map(|l| format!("http://{}/announce", l.local_addr().unwrap()))
+        .map(|h| format!("http://{}/announce", h.addr))
         .collect();
     let content = tmp.path().join("seed/file.bin");
     make_file(&content, 64 * 1024, 43);
@@ -308,19 +307,8 @@ fn trackers_that_never_answer_do_not_hold_shutdown() {
         &tmp.path().join("leech"),
         &["--discovery-mode", "tracker"],
     );
-    // Wait until the first tracker has the node's request in its backlog:
-    // the connection is queued even though nobody accepts it.
-    node.wait_port();
-    let first = &silent[0];
-    first.set_nonblocking(true).unwrap();
-    let mut held = Vec::new();
     assert!(
-        wait_until(Duration::from_secs(20), || {
-            if let Ok((s, _)) = first.accept() {
-                held.push(s);
-            }
-            !held.is_empty()
-        }),
+        silent[0].wait_contacted(Duration::from_secs(20)),
         "the node never asked the tracker"
     );
     let asked = Instant::now();

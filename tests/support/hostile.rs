@@ -354,6 +354,11 @@ impl HangListener {
         });
         HangListener { addr, accepted }
     }
+
+    /// Polls until something has connected to it, within `timeout`.
+    pub fn wait_contacted(&self, timeout: Duration) -> bool {
+        super::wait_until(timeout, || self.accepted.load(Ordering::SeqCst) > 0)
+    }
 }
 
 /// A seeder that serves the real content, except that every block of the
