@@ -190,7 +190,7 @@ pub fn run(args: &DnsArgs) -> Result<(), CliError> {
         shown(server.http_addr)
     );
     let _ = out.flush();
-    let signals = crate::node::signals::shutdown_on_signal().map_err(failed)?;
+    let signals = crate::runtime::signals::shutdown_on_signal().map_err(failed)?;
     let _ = signals.recv();
     server.shutdown();
     Ok(())

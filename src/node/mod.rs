@@ -9,7 +9,6 @@
 pub mod announcer;
 pub mod candidates;
 pub mod discovery;
-pub mod signals;
 pub mod status;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -24,6 +23,7 @@ use crate::overlay::{Overlay, OverlayConfig};
 use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
 use crate::peer::{RateLimits, Swarm};
+use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
 use crate::swarm::torrent::{Layout, TorrentState};

@@ -6,6 +6,7 @@ pub mod deadlock;
 pub mod http;
 pub mod listener;
 pub mod ports;
+pub mod signals;
 
 #[cfg(test)]
 mod tests {
@@ -20,6 +21,7 @@ mod tests {
             ("http.rs", include_str!("http.rs")),
             ("deadlock.rs", include_str!("deadlock.rs")),
             ("ports.rs", include_str!("ports.rs")),
+            ("signals.rs", include_str!("signals.rs")),
         ] {
             for (n, line) in src.lines().enumerate() {
                 assert!(

@@ -485,7 +485,7 @@ pub fn run(args: &TrackerArgs) -> std::io::Result<()> {
         ));
     }
     // Before binding, so a signal during start-up is not lost.
-    let signals = crate::node::signals::shutdown_on_signal()?;
+    let signals = crate::runtime::signals::shutdown_on_signal()?;
     let opts = ServerOptions::with_interval(Duration::from_secs(args.interval));
     let server = TrackerServer::start(args.listen, opts)?;
     // An unspecified bind address is not something a client can dial;
