@@ -114,15 +114,7 @@ impl DnsServer {
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the UDP thread's blocked receive.
-        let wake = crate::runtime::listener::wake_addr(self.udp_addr);
-        let from = if wake.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        };
-        if let Ok(s) = UdpSocket::bind(from) {
-            let _ = s.send_to(&[], wake);
-        }
+        crate::runtime::wake::wake_udp(self.udp_addr);
         self.gossip_stop.take();
         if let Some(http) = self.http.take() {
             http.stop();

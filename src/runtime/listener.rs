@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -377,8 +377,7 @@ impl Service {
             return true;
         };
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocked accept() by connecting to ourselves.
-        let _ = TcpStream::connect_timeout(&wake_addr(self.addr), Duration::from_secs(1));
+        super::wake::wake_tcp(self.addr);
         let _ = accept.join();
         let sockets: Vec<TcpStream> = {
             let st = self.shared.lock();
@@ -417,17 +416,6 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.stop_now();
     }
-}
-
-/// Where to connect to reach a listener bound to `addr`.
-pub fn wake_addr(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        });
-    }
-    addr
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut handler: Handoff) {
@@ -481,6 +469,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut handler: Handoff)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])

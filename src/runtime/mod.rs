@@ -7,6 +7,7 @@ pub mod http;
 pub mod listener;
 pub mod ports;
 pub mod signals;
+pub mod wake;
 
 #[cfg(test)]
 mod tests {
@@ -22,6 +23,7 @@ mod tests {
             ("deadlock.rs", include_str!("deadlock.rs")),
             ("ports.rs", include_str!("ports.rs")),
             ("signals.rs", include_str!("signals.rs")),
+            ("wake.rs", include_str!("wake.rs")),
         ] {
             for (n, line) in src.lines().enumerate() {
                 assert!(

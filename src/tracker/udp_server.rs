@@ -164,21 +164,7 @@ impl UdpFront {
 
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
-                SocketAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            });
-        }
-        let local: SocketAddr = if wake.is_ipv4() {
-            "127.0.0.1:0".parse().expect("valid")
-        } else {
-            "[::1]:0".parse().expect("valid")
-        };
-        if let Ok(s) = UdpSocket::bind(local) {
-            let _ = s.send_to(&[], wake);
-        }
+        crate::runtime::wake::wake_udp(self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
