@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-/// Environment variables read when the matching flag is absent.
+/// Environment variables read when the matching flag is absent (see
+/// [`ENV_FLAGS`]); `BTNODE_LOG_LEVEL` applies to every subcommand.
 pub const ENV_TORRENT: &str = "BTNODE_TORRENT";
 pub const ENV_DATA_DIR: &str = "BTNODE_DATA_DIR";
 pub const ENV_PORT: &str = "BTNODE_PORT";
@@ -16,6 +17,7 @@ pub const ENV_OVERLAY_PORT: &str = "BTNODE_OVERLAY_PORT";
 pub const ENV_DISCOVERY_MODE: &str = "BTNODE_DISCOVERY_MODE";
 pub const ENV_DNS: &str = "BTNODE_DNS";
 pub const ENV_DNS_REGISTER: &str = "BTNODE_DNS_REGISTER";
+pub const ENV_DNS_HTTP: &str = "BTNODE_DNS_HTTP";
 pub const ENV_LOG_LEVEL: &str = "BTNODE_LOG_LEVEL";
 
 pub const DEFAULT_PEER_PORT: u16 = 6881;
@@ -204,7 +206,20 @@ pub enum ParseExit {
 
 /// Parses `args` (the program name first). argh's own `from_env` exits 1
 /// on a wrong flag; the README promises 2 for every usage error.
+///
+/// argh has no environment support, so the variables of [`ENV_FLAGS`] are
+/// turned into flags: a node command line (no subcommand) is parsed again
+/// with `--flag value` put in front for every variable whose flag is
+/// absent. A subcommand never reads them.
 pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
+    parse_cli_with_env(args, |var| std::env::var(var).ok())
+}
+
+/// [`parse_cli`] with the environment given, for tests.
+pub fn parse_cli_with_env(
+    args: &[std::ffi::OsString],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Cli, ParseExit> {
     let strings = args
         .iter()
         .map(|a| {
@@ -222,13 +237,108 @@ pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
         .unwrap_or("btnode")
         .to_string();
     let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
-    <Cli as FromArgs>::from_args(&[&name], &rest).map_err(|exit| match exit.status {
+    let cli = parse_argh(&name, &rest)?;
+    if cli.command.is_some() {
+        return Ok(cli);
+    }
+    let (injected, from_env) = env_flags(&rest, env);
+    if injected.is_empty() {
+        return Ok(cli);
+    }
+    let with_env: Vec<&str> = injected.iter().map(String::as_str).chain(rest).collect();
+    parse_argh(&name, &with_env).map_err(|exit| match exit {
+        ParseExit::Usage(text) => {
+            let blamed: Vec<String> = from_env
+                .iter()
+                .filter(|(flag, _)| text.contains(flag))
+                .map(|(flag, var)| format!("{flag} came from the environment: {var}"))
+                .collect();
+            ParseExit::Usage(if blamed.is_empty() {
+                text
+            } else {
+                format!("{text}\n({})", blamed.join("; "))
+            })
+        }
+        help => help,
+    })
+}
+
+fn parse_argh(name: &str, args: &[&str]) -> Result<Cli, ParseExit> {
+    <Cli as FromArgs>::from_args(&[name], args).map_err(|exit| match exit.status {
         Ok(()) => ParseExit::Help(exit.output),
         Err(()) => ParseExit::Usage(format!(
             "{}\nRun {name} --help for more information.",
             exit.output.trim_end()
         )),
     })
+}
+
+/// A node flag the environment may give, read only when the command line
+/// lacks it. A `list` variable is comma separated and repeats the flag.
+struct EnvFlag {
+    var: &'static str,
+    long: &'static str,
+    short: Option<&'static str>,
+    list: bool,
+}
+
+const fn env_flag(var: &'static str, long: &'static str, short: Option<&'static str>) -> EnvFlag {
+    EnvFlag {
+        var,
+        long,
+        short,
+        list: false,
+    }
+}
+
+/// Every environment variable that stands for a node flag.
+const ENV_FLAGS: &[EnvFlag] = &[
+    env_flag(ENV_TORRENT, "--torrent", Some("-t")),
+    env_flag(ENV_DATA_DIR, "--dir", Some("-d")),
+    env_flag(ENV_PORT, "--port", None),
+    EnvFlag {
+        list: true,
+        ..env_flag(ENV_BOOTSTRAP, "--bootstrap", Some("-b"))
+    },
+    env_flag(ENV_OVERLAY_PORT, "--overlay-port", None),
+    env_flag(ENV_DISCOVERY_MODE, "--discovery-mode", None),
+    env_flag(ENV_DNS, "--dns", None),
+    env_flag(ENV_DNS_REGISTER, "--dns-register", None),
+    env_flag(ENV_DNS_HTTP, "--dns-http", None),
+];
+
+/// The flags to put in front of `args` for the variables set (blank counts
+/// as unset), and for each flag the `VAR="value"` it came from.
+fn env_flags(
+    args: &[&str],
+    env: impl Fn(&str) -> Option<String>,
+) -> (Vec<String>, Vec<(&'static str, String)>) {
+    let mut injected = Vec::new();
+    let mut from_env = Vec::new();
+    for f in ENV_FLAGS {
+        let given = args.iter().any(|a| *a == f.long || Some(*a) == f.short);
+        let Some(value) = env(f.var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        if given {
+            continue;
+        }
+        let values: Vec<&str> = if f.list {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect()
+        } else {
+            vec![value.trim()]
+        };
+        for v in values {
+            injected.push(f.long.to_string());
+            injected.push(v.to_string());
+        }
+        from_env.push((f.long, format!("{}={value:?}", f.var)));
+    }
+    (injected, from_env)
 }
 
 /// How a node finds peers.
@@ -302,50 +412,18 @@ impl CliError {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>, CliError> {
-    match env(name) {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| CliError::Usage(format!("environment {name}={v:?} is not valid"))),
-    }
-}
-
 impl NodeConfig {
+    /// Validates a parsed node command line (the environment is already
+    /// folded in by [`parse_cli`]).
     pub fn from_cli(cli: &Cli) -> Result<NodeConfig, CliError> {
-        let torrent = cli
-            .torrent
-            .clone()
-            .or_else(|| env(ENV_TORRENT).map(PathBuf::from));
-        let mut bootstrap = cli.bootstrap.clone();
-        if bootstrap.is_empty() {
-            if let Some(list) = env(ENV_BOOTSTRAP) {
-                bootstrap = list
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-            }
-        }
-        for b in &bootstrap {
+        for b in &cli.bootstrap {
             check_host_port(b, "--bootstrap")?;
         }
         for p in &cli.peer {
             check_host_port(p, "--peer")?;
         }
-        let discovery_mode = match &cli.discovery_mode {
-            Some(m) => Some(m.parse()?),
-            None => env_parse::<String>(ENV_DISCOVERY_MODE)?
-                .map(|m| m.parse())
-                .transpose()?,
-        };
-        if torrent.is_none() && bootstrap.is_empty() && cli.overlay_port.is_none() {
+        let discovery_mode = cli.discovery_mode.as_deref().map(str::parse).transpose()?;
+        if cli.torrent.is_none() && cli.bootstrap.is_empty() && cli.overlay_port.is_none() {
             return Err(CliError::Usage(
                 "nothing to do: give -t FILE.torrent (download and seed), -b HOST:PORT \
                  (overlay-only node), or a subcommand; see --help"
@@ -361,32 +439,20 @@ impl NodeConfig {
                 "--announce-interval must be at least 1".into(),
             ));
         }
-        let peer_port = match cli.port {
-            Some(p) => Some(p),
-            None => env_parse(ENV_PORT)?,
-        };
-        let overlay_port = match cli.overlay_port {
-            Some(p) => Some(p),
-            None => env_parse(ENV_OVERLAY_PORT)?,
-        };
         Ok(NodeConfig {
-            torrent,
-            data_dir: cli
-                .dir
-                .clone()
-                .or_else(|| env(ENV_DATA_DIR).map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from(".")),
+            torrent: cli.torrent.clone(),
+            data_dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
             bind: cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-            peer_port: peer_port.unwrap_or(DEFAULT_PEER_PORT),
-            peer_port_chosen: peer_port.is_some(),
-            overlay_port: overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT),
-            overlay_port_chosen: overlay_port.is_some(),
+            peer_port: cli.port.unwrap_or(DEFAULT_PEER_PORT),
+            peer_port_chosen: cli.port.is_some(),
+            overlay_port: cli.overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT),
+            overlay_port_chosen: cli.overlay_port.is_some(),
             exit_on_complete: cli.exit_on_complete,
-            bootstrap,
+            bootstrap: cli.bootstrap.clone(),
             discovery_mode,
-            dns: cli.dns.clone().or_else(|| env(ENV_DNS)),
-            dns_register: cli.dns_register.clone().or_else(|| env(ENV_DNS_REGISTER)),
-            dns_http: cli.dns_http.clone().or_else(|| env("BTNODE_DNS_HTTP")),
+            dns: cli.dns.clone(),
+            dns_register: cli.dns_register.clone(),
+            dns_http: cli.dns_http.clone(),
             direct_peers: cli.peer.clone(),
             max_peers,
             upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
@@ -414,7 +480,11 @@ fn check_host_port(s: &str, flag: &str) -> Result<(), CliError> {
 pub fn init_logging(level: Option<&str>) -> Result<(), CliError> {
     let level = level
         .map(str::to_string)
-        .or_else(|| env(ENV_LOG_LEVEL))
+        .or_else(|| {
+            std::env::var(ENV_LOG_LEVEL)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
         .unwrap_or_else(|| "info".into());
     let filter: log::LevelFilter = level.parse().map_err(|_| {
         CliError::Usage(format!(
@@ -489,4 +559,66 @@ fn run_create(args: &CreateArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     println!("{}", meta.info_hash);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, ParseExit> {
+        let argv: Vec<std::ffi::OsString> = std::iter::once("btnode")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        parse_cli_with_env(&argv, |var| {
+            env.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn environment_fills_absent_flags_and_the_command_line_wins() {
+        let cli = parse(
+            &["-d", "/from-flag"],
+            &[
+                (ENV_TORRENT, "a.torrent"),
+                (ENV_DATA_DIR, "/from-env"),
+                (ENV_BOOTSTRAP, "h1:1, h2:2,,"),
+                (ENV_PORT, " 7000 "),
+                (ENV_DNS, "  "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cli.torrent, Some(PathBuf::from("a.torrent")));
+        assert_eq!(cli.dir, Some(PathBuf::from("/from-flag")));
+        assert_eq!(cli.bootstrap, ["h1:1", "h2:2"]);
+        assert_eq!(cli.port, Some(7000));
+        assert_eq!(cli.dns, None, "a blank variable counts as unset");
+        let config = NodeConfig::from_cli(&cli).unwrap();
+        assert!(
+            config.peer_port_chosen,
+            "a port from the environment is chosen"
+        );
+        assert!(!config.overlay_port_chosen);
+    }
+
+    #[test]
+    fn a_bad_variable_is_a_usage_error_that_names_it() {
+        let Err(ParseExit::Usage(text)) = parse(&["-t", "x.torrent"], &[(ENV_PORT, "abc")]) else {
+            panic!("BTNODE_PORT=abc must be a usage error");
+        };
+        assert!(text.contains("BTNODE_PORT=\"abc\""), "{text}");
+    }
+
+    #[test]
+    fn subcommands_never_read_node_variables() {
+        let cli = parse(
+            &["tracker", "--listen", "127.0.0.1:0"],
+            &[(ENV_PORT, "abc"), (ENV_TORRENT, "a.torrent")],
+        )
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Tracker(_))));
+        assert_eq!(cli.torrent, None);
+    }
 }
