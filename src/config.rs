@@ -546,14 +546,16 @@ fn run_health(args: &HealthArgs) -> Result<(), CliError> {
 }
 
 fn run_create(args: &CreateArgs) -> Result<(), CliError> {
-    use crate::core::metainfo::{self, CreateOptions, Metainfo};
+    use crate::core::Metainfo;
+    use crate::storage::torrent_file::{self, CreateOptions};
     let opts = CreateOptions {
         piece_length: args.piece_length,
         trackers: args.tracker.clone(),
         comment: args.comment.clone(),
         private: args.private,
     };
-    let bytes = metainfo::create(&args.path, &opts).map_err(|e| CliError::Failed(e.to_string()))?;
+    let bytes =
+        torrent_file::create(&args.path, &opts).map_err(|e| CliError::Failed(e.to_string()))?;
     let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::Failed(e.to_string()))?;
     std::fs::write(&args.output, &bytes)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;

@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use btnode::core::Metainfo;
 use support::hostile::FlippingSeeder;
 use support::*;
 
@@ -26,7 +25,7 @@ fn a_bit_flipping_seeder_costs_at_most_a_few_pieces() {
     let content = std::fs::read(&file).unwrap();
     let torrent = tmp.path().join("file.torrent");
     create_torrent(&file, &torrent, &["--piece-length", &PIECE_LEN.to_string()]);
-    let meta = Metainfo::from_file(&torrent).unwrap();
+    let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
     let honest = Node::start(&torrent, &tmp.path().join("seed"), &[]);
     assert!(
         wait_until(LONG, || honest.is_complete()),

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use btnode::core::bencode::{self, Value};
-use btnode::core::{InfoHash, Metainfo};
+use btnode::core::InfoHash;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -240,7 +240,7 @@ fn killed_leecher_restarts_without_refetching_verified_pieces() {
 fn corrupt_peer_is_dropped_and_the_download_completes() {
     let tmp = tempdir();
     let torrent = seeded(tmp.path(), "file.bin", 2 * 1024 * 1024, Some("32768"));
-    let meta = Metainfo::from_file(&torrent).unwrap();
+    let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
     let evil = hostile::CorruptSeeder::start(meta.info_hash, meta.num_pieces());
     let honest = Node::start(
         &torrent,
@@ -323,7 +323,7 @@ fn a_full_disk_stops_the_download_with_a_clear_error() {
 fn wrong_info_hash_is_dropped_at_the_handshake() {
     let tmp = tempdir();
     let torrent = seeded(tmp.path(), "file.bin", 100_000, None);
-    let meta = Metainfo::from_file(&torrent).unwrap();
+    let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
     let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);
     let addr = seeder.addr();
     assert!(!hostile::handshake_answered(&addr, InfoHash([0x42; 20])));

@@ -79,7 +79,7 @@ fn two_nodes_with_default_ports_on_one_host_trade_the_file() {
 }
 
 fn info_hash(torrent: &Path) -> btnode::core::InfoHash {
-    btnode::core::Metainfo::from_file(torrent)
+    btnode::storage::torrent_file::read(torrent)
         .unwrap()
         .info_hash
 }

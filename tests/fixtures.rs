@@ -585,7 +585,7 @@ fn load_bounded(path: PathBuf) -> Result<Metainfo, MetainfoError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let shown = path.display().to_string();
     std::thread::spawn(move || {
-        let _ = tx.send(Metainfo::from_file(&path));
+        let _ = tx.send(btnode::storage::torrent_file::read(&path));
     });
     rx.recv_timeout(Duration::from_secs(10))
         .unwrap_or_else(|_| panic!("{shown}: parsing took over 10 s"))
@@ -668,7 +668,7 @@ print("|".join(fs.file_path(i) for i in range(fs.num_files()) if not fs.file_fla
 "#;
     for name in ["duplicate_files.torrent", "duplicate_files2.torrent"] {
         let path = fixtures().join("libtorrent-test-torrents").join(name);
-        let ours: Vec<String> = Metainfo::from_file(&path)
+        let ours: Vec<String> = btnode::storage::torrent_file::read(&path)
             .unwrap()
             .files
             .iter()

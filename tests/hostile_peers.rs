@@ -52,7 +52,7 @@ impl Seeded {
         let content = std::fs::read(&file).unwrap();
         let torrent = tmp.path().join("file.torrent");
         create_torrent(&file, &torrent, &["--piece-length", &PIECE_LEN.to_string()]);
-        let meta = Metainfo::from_file(&torrent).unwrap();
+        let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
         assert_eq!(meta.num_pieces(), 11);
         let seeder = Node::start(&torrent, &tmp.path().join("seed"), extra);
         let addr = seeder.addr();

@@ -180,7 +180,7 @@ fn single_file(len: usize, tracker: Option<&str>) -> Setup {
         extra.extend(["--tracker", t]);
     }
     create_torrent(&content, &torrent, &extra);
-    let meta = Metainfo::from_file(&torrent).unwrap();
+    let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
     Setup {
         _tmp: tmp,
         root,
@@ -451,7 +451,7 @@ fn multi_file_torrent_with_empty_file_and_non_ascii_names_both_ways_with_libtorr
     std::fs::write(root.join("empty.txt"), b"").unwrap();
     let torrent = tmp.path().join("album.torrent");
     create_torrent(&root, &torrent, &["--piece-length", "32768"]);
-    let meta = Metainfo::from_file(&torrent).unwrap();
+    let meta = btnode::storage::torrent_file::read(&torrent).unwrap();
     let port = free_port();
     let _lt_seed = libtorrent("seed", &torrent, &tmp.path().join("seed"), port, &[]);
     let peer = format!("127.0.0.1:{port}");
@@ -530,7 +530,10 @@ fn torrents_made_by_other_tools_and_by_btnode_agree_on_the_info_hash() {
         .unwrap();
     assert!(st.status.success(), "{st:?}");
     for t in [&mk, &tc] {
-        let ours = Metainfo::from_file(t).unwrap().info_hash.to_hex();
+        let ours = btnode::storage::torrent_file::read(t)
+            .unwrap()
+            .info_hash
+            .to_hex();
         assert_eq!(ours, lt_hash(t), "{}", t.display());
         assert_eq!(ours, transmission_show_hash(t), "{}", t.display());
     }
@@ -566,7 +569,7 @@ fn real_world_fixtures_are_seeded_by_btnode_to_libtorrent() {
         ("leaves.torrent", "Leaves of Grass by Walt Whitman.epub"),
     ] {
         let t = web.join(torrent);
-        let meta = Metainfo::from_file(&t).unwrap();
+        let meta = btnode::storage::torrent_file::read(&t).unwrap();
         assert_eq!(meta.info_hash.to_hex(), lt_hash(&t), "{torrent}");
         let seed_dir = tmp.path().join(format!("{torrent}-seed"));
         copy_tree(&web.join(payload), &seed_dir.join(payload));

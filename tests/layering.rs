@@ -123,7 +123,12 @@ fn first_ident(s: &str) -> Option<String> {
 /// directly in `src/`.
 fn module_of(src_dir: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src_dir).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -247,9 +252,7 @@ fn a_wrong_import_is_caught() {
     )
     .unwrap();
     std::fs::write(src.join("stray.rs"), "").unwrap();
-    let rules = parse_layers(
-        "```layers\ncore: | std::fs\nswarm: core | crossbeam\n```\n",
-    );
+    let rules = parse_layers("```layers\ncore: | std::fs\nswarm: core | crossbeam\n```\n");
     let found = violations(src, &rules);
     assert_eq!(
         found,

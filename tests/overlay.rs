@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use btnode::core::{InfoHash, Metainfo};
+use btnode::core::InfoHash;
 use btnode::overlay::{service, wire::Message};
 use support::*;
 
@@ -24,7 +24,9 @@ fn torrent_in(dir: &Path, len: usize, tracker: Option<&str>) -> (std::path::Path
         extra.extend(["--tracker", t]);
     }
     create_torrent(&content, &torrent, &extra);
-    let ih = Metainfo::from_file(&torrent).unwrap().info_hash;
+    let ih = btnode::storage::torrent_file::read(&torrent)
+        .unwrap()
+        .info_hash;
     (torrent, ih)
 }
 

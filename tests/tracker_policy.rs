@@ -246,7 +246,7 @@ fn a_hybrid_node_without_bootstrap_asks_the_tracker_at_once() {
     let tmp = tempdir();
     let tracker = Tracker::start();
     let (torrent, want) = torrent_for(tmp.path(), 4 << 20, &tracker.url);
-    let info_hash = btnode::core::Metainfo::from_file(&torrent)
+    let info_hash = btnode::storage::torrent_file::read(&torrent)
         .unwrap()
         .info_hash;
     let seeder = Node::start(&torrent, &tmp.path().join("seed"), &[]);

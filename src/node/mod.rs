@@ -46,7 +46,7 @@ pub fn run(config: NodeConfig) -> Result<(), CliError> {
     match config.torrent.clone() {
         None => crate::overlay::run_node(&config, shutdown),
         Some(path) => {
-            let meta = Metainfo::from_file(&path)
+            let meta = crate::storage::torrent_file::read(&path)
                 .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
             run_torrent(&config, meta, shutdown)
         }

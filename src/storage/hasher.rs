@@ -155,11 +155,11 @@ mod tests {
         let content: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
         let src = dir.path().join("src.bin");
         std::fs::write(&src, &content).unwrap();
-        let opts = crate::core::metainfo::CreateOptions {
+        let opts = crate::storage::torrent_file::CreateOptions {
             piece_length: Some(16 * 1024),
             ..Default::default()
         };
-        let bytes = crate::core::metainfo::create(&src, &opts).unwrap();
+        let bytes = crate::storage::torrent_file::create(&src, &opts).unwrap();
         let meta = Metainfo::from_bytes(&bytes).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
