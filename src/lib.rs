@@ -14,7 +14,7 @@
 //! - [`node`]: composition root, lifecycle and signals.
 //! - [`runtime`]: process-level machinery (the lock-cycle watchdog).
 
-pub mod config;
+pub mod cli;
 pub mod core;
 pub mod dns;
 pub mod node;

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use btnode::config::{self, ParseExit};
+use btnode::cli::{self, ParseExit};
 use btnode::runtime::deadlock;
 
 fn main() -> ExitCode {
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     deadlock::start_watchdog();
     deadlock::self_test_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match config::parse_cli(&args) {
+    let cli = match cli::parse_cli(&args) {
         Ok(cli) => cli,
         Err(ParseExit::Help(text)) => {
             println!("{text}");
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match config::run_cli(cli) {
+    match cli::run_cli(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("btnode: {err:#}");

@@ -85,8 +85,8 @@ fn info_hash(torrent: &Path) -> btnode::core::InfoHash {
 }
 
 mod support_defaults {
-    pub const PEER: u16 = btnode::config::DEFAULT_PEER_PORT;
-    pub const OVERLAY: u16 = btnode::config::DEFAULT_OVERLAY_PORT;
+    pub const PEER: u16 = btnode::cli::DEFAULT_PEER_PORT;
+    pub const OVERLAY: u16 = btnode::cli::DEFAULT_OVERLAY_PORT;
 }
 
 /// Flags and one environment variable of one invocation.

@@ -10,7 +10,7 @@ use simple_dns::rdata::RData;
 use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
 
 use super::api::{GossipBody, Shared};
-use crate::config::NodeConfig;
+use crate::node::NodeConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsClientError {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 
-use crate::config::{CliError, DnsArgs};
+use crate::cli::{CliError, DnsArgs};
 use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
 use crate::runtime::listener::{Limits, Service};
 pub use client::{register_self, resolve, resolve_host_port};

@@ -8,6 +8,7 @@
 
 pub mod announcer;
 pub mod candidates;
+pub mod config;
 pub mod discovery;
 pub mod status;
 
@@ -17,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::config::{CliError, DiscoveryMode, NodeConfig};
 use crate::core::{Metainfo, PeerId};
 use crate::overlay::{Overlay, OverlayConfig};
 use crate::peer::limiter::RateLimiter;
@@ -29,6 +29,7 @@ use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
 use crate::swarm::torrent::{Layout, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;
+pub use config::{DiscoveryMode, NodeConfig, NodeError};
 use discovery::OverlayDiscovery;
 use status::{Progress, Status};
 
@@ -40,21 +41,21 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 const HYBRID_GRACE: Duration = Duration::from_secs(5);
 const HYBRID_MIN_PEERS: usize = 3;
 
-pub fn run(config: NodeConfig) -> Result<(), CliError> {
+pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let shutdown = signals::shutdown_on_signal()
-        .map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
+        .map_err(|e| NodeError(format!("cannot install signal handlers: {e}")))?;
     match config.torrent.clone() {
-        None => crate::overlay::run_node(&config, shutdown),
+        None => crate::overlay::run_node(&config, shutdown).map_err(|e| NodeError(e.to_string())),
         Some(path) => {
             let meta = crate::storage::torrent_file::read(&path)
-                .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+                .map_err(|e| NodeError(format!("{}: {e}", path.display())))?;
             run_torrent(&config, meta, shutdown)
         }
     }
 }
 
-fn failed(what: &str) -> impl Fn(std::io::Error) -> CliError + '_ {
-    move |e| CliError::Failed(format!("{what}: {e}"))
+fn failed(what: &str) -> impl Fn(std::io::Error) -> NodeError + '_ {
+    move |e| NodeError(format!("{what}: {e}"))
 }
 
 /// Downloads and seeds one torrent until shutdown (or completion).
@@ -62,7 +63,7 @@ pub fn run_torrent(
     config: &NodeConfig,
     meta: Metainfo,
     shutdown: Receiver<()>,
-) -> Result<(), CliError> {
+) -> Result<(), NodeError> {
     let started = Instant::now();
     let our_id = PeerId::generate();
     log::info!(
@@ -73,8 +74,8 @@ pub fn run_torrent(
         status::human(meta.piece_length),
         meta.info_hash
     );
-    let (storage, report) = Storage::open(&meta, &config.data_dir)
-        .map_err(|e| CliError::Failed(format!("storage: {e}")))?;
+    let (storage, report) =
+        Storage::open(&meta, &config.data_dir).map_err(|e| NodeError(format!("storage: {e}")))?;
     let storage = Arc::new(storage);
     let hashes = Arc::new(PieceHashes {
         expected: meta.piece_hashes.clone(),
@@ -120,7 +121,7 @@ pub fn run_torrent(
         for _ in 0..to_check.len() {
             let r = hash_rx
                 .recv()
-                .map_err(|_| CliError::Failed("hash workers stopped".into()))?;
+                .map_err(|_| NodeError("hash workers stopped".into()))?;
             if r.ok {
                 state.resume_piece(r.piece);
             }
@@ -168,7 +169,7 @@ pub fn run_torrent(
         });
     let overlay = if mode != DiscoveryMode::Tracker {
         let overlay = Overlay::start(OverlayConfig::from_node_config(config))
-            .map_err(|e| CliError::Failed(format!("overlay: {e}")))?;
+            .map_err(|e| NodeError(format!("overlay: {e}")))?;
         log::info!("overlay listening on {}", overlay.local_addr());
         Some(Arc::new(overlay))
     } else {
@@ -192,7 +193,7 @@ pub fn run_torrent(
         None => None,
     };
     // Hybrid: the tracker joins in when the overlay finds too few peers.
-    let start_announcer = || -> Result<Option<Announcer>, CliError> {
+    let start_announcer = || -> Result<Option<Announcer>, NodeError> {
         if meta.trackers.is_empty() {
             return Ok(None);
         }
@@ -261,7 +262,7 @@ pub fn run_torrent(
             recv(swarm.storage_failures()) -> e => {
                 if let Ok(e) = e {
                     log::error!("cannot store the download: {e}; stopping (verified pieces are kept)");
-                    failure = Some(CliError::Failed(format!("storage: {e}")));
+                    failure = Some(NodeError(format!("storage: {e}")));
                 }
                 break;
             },

@@ -17,8 +17,9 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::config::{CliError, LookupArgs, NodeConfig};
+use crate::cli::{CliError, LookupArgs};
 use crate::core::InfoHash;
+use crate::node::NodeConfig;
 pub use service::{Overlay, OverlayError, RequestError};
 pub use store::ProviderMeta;
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::udp_server::UdpFront;
-use crate::config::TrackerArgs;
+use crate::cli::TrackerArgs;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
 use crate::runtime::listener::{Limits, Service};

@@ -1,0 +1,293 @@
+//! The command line layer: flags and environment ([`args`], [`env`]) →
+//! validated per-subsystem configs, and every subcommand's entry point
+//! ([`commands`]). Nothing below it imports it.
+
+pub mod args;
+pub mod commands;
+pub mod env;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::node::{DiscoveryMode, NodeConfig, NodeError};
+pub use args::*;
+use env::env_flags;
+
+/// What parsing the command line ended in, when it did not give a [`Cli`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseExit {
+    /// `--help`: print this on stdout, exit 0.
+    Help(String),
+    /// A wrong or missing flag: print this on stderr, exit 2.
+    Usage(String),
+}
+
+/// Parses `args` (the program name first). argh's own `from_env` exits 1
+/// on a wrong flag; the README promises 2 for every usage error.
+///
+/// argh has no environment support, so the variables of `env::ENV_FLAGS` are
+/// turned into flags: a node command line (no subcommand) is parsed again
+/// with `--flag value` put in front for every variable whose flag is
+/// absent. A subcommand never reads them.
+pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
+    parse_cli_with_env(args, |var| std::env::var(var).ok())
+}
+
+/// [`parse_cli`] with the environment given, for tests.
+pub fn parse_cli_with_env(
+    args: &[std::ffi::OsString],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Cli, ParseExit> {
+    let strings = args
+        .iter()
+        .map(|a| {
+            a.to_str().map(str::to_string).ok_or_else(|| {
+                ParseExit::Usage(format!(
+                    "argument {:?} is not valid UTF-8",
+                    a.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>, ParseExit>>()?;
+    let name = strings
+        .first()
+        .and_then(|p| std::path::Path::new(p).file_name()?.to_str())
+        .unwrap_or("btnode")
+        .to_string();
+    let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
+    let cli = parse_argh(&name, &rest)?;
+    if cli.command.is_some() {
+        return Ok(cli);
+    }
+    let (injected, from_env) = env_flags(&rest, env);
+    if injected.is_empty() {
+        return Ok(cli);
+    }
+    let with_env: Vec<&str> = injected.iter().map(String::as_str).chain(rest).collect();
+    parse_argh(&name, &with_env).map_err(|exit| match exit {
+        ParseExit::Usage(text) => {
+            let blamed: Vec<String> = from_env
+                .iter()
+                .filter(|(flag, _)| text.contains(flag))
+                .map(|(flag, var)| format!("{flag} came from the environment: {var}"))
+                .collect();
+            ParseExit::Usage(if blamed.is_empty() {
+                text
+            } else {
+                format!("{text}\n({})", blamed.join("; "))
+            })
+        }
+        help => help,
+    })
+}
+
+fn parse_argh(name: &str, args: &[&str]) -> Result<Cli, ParseExit> {
+    <Cli as FromArgs>::from_args(&[name], args).map_err(|exit| match exit.status {
+        Ok(()) => ParseExit::Help(exit.output),
+        Err(()) => ParseExit::Usage(format!(
+            "{}\nRun {name} --help for more information.",
+            exit.output.trim_end()
+        )),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Wrong or missing flags: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran and failed: exit code 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<NodeError> for CliError {
+    fn from(e: NodeError) -> CliError {
+        CliError::Failed(e.0)
+    }
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+/// Validates a parsed node command line (the environment is already folded
+/// in by [`parse_cli`]) into what the node runs with.
+pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
+    for b in &cli.bootstrap {
+        check_host_port(b, "--bootstrap")?;
+    }
+    for p in &cli.peer {
+        check_host_port(p, "--peer")?;
+    }
+    let discovery_mode = cli
+        .discovery_mode
+        .as_deref()
+        .map(str::parse::<DiscoveryMode>)
+        .transpose()
+        .map_err(CliError::Usage)?;
+    if cli.torrent.is_none() && cli.bootstrap.is_empty() && cli.overlay_port.is_none() {
+        return Err(CliError::Usage(
+            "nothing to do: give -t FILE.torrent (download and seed), -b HOST:PORT \
+             (overlay-only node), or a subcommand; see --help"
+                .into(),
+        ));
+    }
+    let max_peers = cli.max_peers.unwrap_or(DEFAULT_MAX_PEERS);
+    if max_peers == 0 {
+        return Err(CliError::Usage("--max-peers must be at least 1".into()));
+    }
+    if cli.announce_interval == Some(0) {
+        return Err(CliError::Usage(
+            "--announce-interval must be at least 1".into(),
+        ));
+    }
+    Ok(NodeConfig {
+        torrent: cli.torrent.clone(),
+        data_dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+        bind: cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        peer_port: cli.port.unwrap_or(DEFAULT_PEER_PORT),
+        peer_port_chosen: cli.port.is_some(),
+        overlay_port: cli.overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT),
+        overlay_port_chosen: cli.overlay_port.is_some(),
+        exit_on_complete: cli.exit_on_complete,
+        bootstrap: cli.bootstrap.clone(),
+        discovery_mode,
+        dns: cli.dns.clone(),
+        dns_register: cli.dns_register.clone(),
+        dns_http: cli.dns_http.clone(),
+        direct_peers: cli.peer.clone(),
+        max_peers,
+        upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
+        announce_interval: cli.announce_interval.map(Duration::from_secs),
+        status_file: cli.status_file.clone(),
+        // 0 means no limit (handy for `${RATE:-0}` in compose files).
+        upload_rate_limit: cli.upload_rate_limit.filter(|&r| r > 0),
+        download_rate_limit: cli.download_rate_limit.filter(|&r| r > 0),
+        progress: !cli.no_progress,
+    })
+}
+
+/// `host:port` with a non-empty host and a numeric port (names are resolved later).
+fn check_host_port(s: &str, flag: &str) -> Result<(), CliError> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(CliError::Usage(format!(
+            "{flag} wants HOST:PORT, got {s:?}"
+        ))),
+    }
+}
+
+/// Sets up logging to stderr at `level` (default info).
+pub fn init_logging(level: Option<&str>) -> Result<(), CliError> {
+    let level = level
+        .map(str::to_string)
+        .or_else(|| {
+            std::env::var(ENV_LOG_LEVEL)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
+        .unwrap_or_else(|| "info".into());
+    let filter: log::LevelFilter = level.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "--log-level {level:?}: use error, warn, info, debug or trace"
+        ))
+    })?;
+    let config = simplelog::ConfigBuilder::new()
+        .set_time_format_rfc3339()
+        .set_target_level(log::LevelFilter::Error)
+        .build();
+    // Ignored: a second call (tests) keeps the first logger.
+    let _ = simplelog::WriteLogger::init(filter, config, std::io::stderr());
+    Ok(())
+}
+
+pub fn run_cli(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Some(Command::Create(args)) => commands::run_create(&args),
+        Some(Command::Tracker(args)) => {
+            init_logging(args.log_level.as_deref())?;
+            crate::tracker::server::run(&args).map_err(|e| CliError::Failed(e.to_string()))
+        }
+        Some(Command::Dns(args)) => {
+            init_logging(args.log_level.as_deref())?;
+            crate::dns::run(&args)
+        }
+        Some(Command::Lookup(args)) => crate::overlay::run_lookup(&args),
+        Some(Command::Health(args)) => commands::run_health(&args),
+        None => {
+            let config = node_config(&cli)?;
+            init_logging(cli.log_level.as_deref())?;
+            Ok(crate::node::run(config)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, ParseExit> {
+        let argv: Vec<std::ffi::OsString> = std::iter::once("btnode")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        parse_cli_with_env(&argv, |var| {
+            env.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn environment_fills_absent_flags_and_the_command_line_wins() {
+        let cli = parse(
+            &["-d", "/from-flag"],
+            &[
+                (ENV_TORRENT, "a.torrent"),
+                (ENV_DATA_DIR, "/from-env"),
+                (ENV_BOOTSTRAP, "h1:1, h2:2,,"),
+                (ENV_PORT, " 7000 "),
+                (ENV_DNS, "  "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cli.torrent, Some(PathBuf::from("a.torrent")));
+        assert_eq!(cli.dir, Some(PathBuf::from("/from-flag")));
+        assert_eq!(cli.bootstrap, ["h1:1", "h2:2"]);
+        assert_eq!(cli.port, Some(7000));
+        assert_eq!(cli.dns, None, "a blank variable counts as unset");
+        let config = node_config(&cli).unwrap();
+        assert!(
+            config.peer_port_chosen,
+            "a port from the environment is chosen"
+        );
+        assert!(!config.overlay_port_chosen);
+    }
+
+    #[test]
+    fn a_bad_variable_is_a_usage_error_that_names_it() {
+        let Err(ParseExit::Usage(text)) = parse(&["-t", "x.torrent"], &[(ENV_PORT, "abc")]) else {
+            panic!("BTNODE_PORT=abc must be a usage error");
+        };
+        assert!(text.contains("BTNODE_PORT=\"abc\""), "{text}");
+    }
+
+    #[test]
+    fn subcommands_never_read_node_variables() {
+        let cli = parse(
+            &["tracker", "--listen", "127.0.0.1:0"],
+            &[(ENV_PORT, "abc"), (ENV_TORRENT, "a.torrent")],
+        )
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Tracker(_))));
+        assert_eq!(cli.torrent, None);
+    }
+}
