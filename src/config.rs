@@ -439,9 +439,9 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Dns(args)) => {
             init_logging(args.log_level.as_deref())?;
-            crate::dns::run(&args)
+            run_dns(&args)
         }
-        Some(Command::Lookup(args)) => crate::overlay::run_lookup(&args),
+        Some(Command::Lookup(args)) => run_lookup(&args),
         Some(Command::Health(args)) => run_health(&args),
         None => {
             let config = NodeConfig::from_cli(&cli)?;
@@ -488,5 +488,131 @@ fn run_create(args: &CreateArgs) -> Result<(), CliError> {
     std::fs::write(&args.output, &bytes)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     println!("{}", meta.info_hash);
+    Ok(())
+}
+
+// ---- The overlay and the DNS service, as the command line builds and runs them.
+
+/// Milliseconds from the environment variable `name` (unset, empty, 0 or
+/// not a number: `default`).
+fn env_ms(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(default)
+}
+
+/// The node's overlay: its flags, the defaults, the tuning from the
+/// environment (BTNODE_GOSSIP_INTERVAL_MS, BTNODE_HEALTH_INTERVAL_MS,
+/// BTNODE_PROVIDER_TTL_MS, BTNODE_OVERLAY_PUSH=0), and bootstrap names
+/// resolved through `--dns` first, then the system resolver.
+pub fn overlay_config(c: &NodeConfig) -> crate::overlay::OverlayConfig {
+    use crate::overlay::{OverlayConfig, Resolver};
+    use std::net::ToSocketAddrs;
+    let mut cfg = OverlayConfig::with_defaults(c.bind, c.overlay_port, c.bootstrap.clone());
+    cfg.port_chosen = c.overlay_port_chosen;
+    cfg.gossip_interval = env_ms("BTNODE_GOSSIP_INTERVAL_MS", cfg.gossip_interval);
+    cfg.health_interval = env_ms("BTNODE_HEALTH_INTERVAL_MS", cfg.health_interval);
+    cfg.provider_ttl = env_ms("BTNODE_PROVIDER_TTL_MS", cfg.provider_ttl);
+    cfg.push = std::env::var("BTNODE_OVERLAY_PUSH").as_deref() != Ok("0");
+    let dns: Option<SocketAddr> = c
+        .dns
+        .as_deref()
+        .and_then(|d| d.to_socket_addrs().ok()?.next());
+    cfg.resolver = Resolver::new(move |spec| {
+        crate::dns::resolve_host_port(spec, dns, Duration::from_millis(800))
+    });
+    cfg
+}
+
+/// `--dns-register NAME`: where to register (`--dns-http`, or the `--dns`
+/// host on port 8080); `None` (with a warning when a name was given but no
+/// service) when the node does not register.
+pub fn dns_registration(c: &NodeConfig) -> Option<crate::dns::RegisterConfig> {
+    let name = c.dns_register.clone()?;
+    let http = c.dns_http.clone().or_else(|| {
+        let host = c.dns.as_deref()?.rsplit_once(':')?.0.to_string();
+        Some(format!("{host}:8080"))
+    });
+    let Some(http) = http else {
+        log::warn!("--dns-register needs --dns or --dns-http");
+        return None;
+    };
+    Some(crate::dns::RegisterConfig { name, http })
+}
+
+/// `btnode lookup INFO_HASH --at HOST:PORT [--limit N]`.
+pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
+    use crate::core::InfoHash;
+    use crate::overlay::{rpc, wire::Message};
+    use std::io::Write;
+    use std::net::ToSocketAddrs;
+    let info_hash = InfoHash::from_hex(&args.info_hash)
+        .ok_or_else(|| CliError::Usage("INFO_HASH must be 40 hex characters".into()))?;
+    let addr = args
+        .at
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            CliError::Usage(format!("--at {:?} is not a reachable HOST:PORT", args.at))
+        })?;
+    let msg = Message::Lookup {
+        info_hash,
+        limit: args.limit,
+        local_only: false,
+    };
+    match rpc::request(addr, &msg, Duration::from_secs(3), None) {
+        Ok(Message::Providers { providers, .. }) => {
+            let mut out = std::io::stdout().lock();
+            for p in providers {
+                let line = serde_json::to_string(&p).expect("serializable");
+                let _ = writeln!(out, "{line}");
+            }
+            Ok(())
+        }
+        Ok(Message::Error { message }) => Err(CliError::Failed(format!(
+            "{addr} refused the lookup: {message}"
+        ))),
+        Ok(other) => Err(CliError::Failed(format!(
+            "{addr} answered a lookup with {other:?}"
+        ))),
+        Err(e) => Err(CliError::Failed(format!("{addr}: {e}"))),
+    }
+}
+
+/// `btnode dns`: serve until SIGINT/SIGTERM.
+pub fn run_dns(args: &DnsArgs) -> Result<(), CliError> {
+    use crate::dns::{DnsOptions, DnsServer};
+    use std::io::Write;
+    let failed = |e: std::io::Error| CliError::Failed(format!("dns: {e}"));
+    let server = DnsServer::start(DnsOptions {
+        udp: args.udp,
+        http: args.http,
+        peers: args.peer.clone(),
+        gossip_interval: Duration::from_millis(args.gossip_interval_ms.max(100)),
+        zone: args.zone.clone(),
+    })
+    .map_err(failed)?;
+    let shown = |a: SocketAddr| {
+        if a.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), a.port())
+        } else {
+            a
+        }
+    };
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "dns listening on udp {} http {}",
+        shown(server.udp_addr),
+        shown(server.http_addr)
+    );
+    let _ = out.flush();
+    let signals = crate::runtime::signals::shutdown_on_signal().map_err(failed)?;
+    let _ = signals.recv();
+    server.shutdown();
     Ok(())
 }
