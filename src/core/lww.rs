@@ -139,7 +139,9 @@ impl<K: Ord + Clone, V: Versioned> LwwMap<K, V> {
 
     /// Live values, in key order.
     pub fn live(&self, now_ms: u64) -> impl Iterator<Item = &V> {
-        self.entries.values().filter(move |v| self.is_live(v, now_ms))
+        self.entries
+            .values()
+            .filter(move |v| self.is_live(v, now_ms))
     }
 
     /// Writes held, tombstones included.
@@ -266,14 +268,29 @@ mod tests {
         let mut m = Map::new(TTL, Bound::Unbounded);
         assert!(m.merge(1, w(NOW - 10, false, 5), NOW));
         assert!(!m.merge(1, w(NOW - 20, false, 9), NOW), "older loses");
-        assert!(!m.merge(1, w(NOW - 10, false, 5), NOW), "the same write is no change");
-        assert!(m.merge(1, w(NOW - 10, false, 6), NOW), "tie: the greater wins");
-        assert!(m.merge(1, w(NOW - 10, true, 0), NOW), "tie: the tombstone wins");
+        assert!(
+            !m.merge(1, w(NOW - 10, false, 5), NOW),
+            "the same write is no change"
+        );
+        assert!(
+            m.merge(1, w(NOW - 10, false, 6), NOW),
+            "tie: the greater wins"
+        );
+        assert!(
+            m.merge(1, w(NOW - 10, true, 0), NOW),
+            "tie: the tombstone wins"
+        );
         assert!(!m.merge(1, w(NOW - 10, false, 9), NOW));
-        assert!(!m.merge(1, w(NOW - 15, false, 9), NOW), "older than the tombstone");
+        assert!(
+            !m.merge(1, w(NOW - 15, false, 9), NOW),
+            "older than the tombstone"
+        );
         assert_eq!(m.live(NOW).count(), 0);
         assert_eq!(m.len(), 1, "the tombstone is held to spread");
-        assert!(m.merge(1, w(NOW - 5, false, 0), NOW), "a newer write revives");
+        assert!(
+            m.merge(1, w(NOW - 5, false, 0), NOW),
+            "a newer write revives"
+        );
         assert_eq!(m.live(NOW).count(), 1);
     }
 
@@ -290,7 +307,11 @@ mod tests {
         assert_eq!(m.expire(NOW), 0);
         assert_eq!(m.expire(NOW + 1), 1, "the map's TTL: key 1 ends at NOW + 1");
         assert_eq!(m.expire(NOW + 999), 0);
-        assert_eq!(m.expire(NOW + 1_000), 1, "its own TTL: key 2 ends at NOW + 1000");
+        assert_eq!(
+            m.expire(NOW + 1_000),
+            1,
+            "its own TTL: key 2 ends at NOW + 1000"
+        );
         assert!(m.is_empty());
     }
 
@@ -307,7 +328,10 @@ mod tests {
         let mut m = Map::new(TTL, Bound::EvictOldest(2));
         assert!(m.merge(1, w(NOW - 3, false, 0), NOW));
         assert!(m.merge(2, w(NOW - 2, false, 0), NOW));
-        assert!(!m.merge(3, w(NOW - 4, false, 0), NOW), "older than the oldest");
+        assert!(
+            !m.merge(3, w(NOW - 4, false, 0), NOW),
+            "older than the oldest"
+        );
         assert!(m.merge(3, w(NOW - 1, false, 0), NOW));
         assert_eq!(m.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [2, 3]);
         assert!(m.merge(2, w(NOW, false, 0), NOW), "updates need no room");

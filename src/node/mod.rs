@@ -194,12 +194,10 @@ pub fn run_torrent(
     } else {
         None
     };
-    let _dns_registration = overlay
-        .as_ref()
-        .and_then(|o| {
-            let registration = crate::config::dns_registration(config)?;
-            crate::dns::register_self(&registration, o.local_addr())
-        });
+    let _dns_registration = overlay.as_ref().and_then(|o| {
+        let registration = crate::config::dns_registration(config)?;
+        crate::dns::register_self(&registration, o.local_addr())
+    });
     let discovery = match &overlay {
         Some(o) => Some(
             OverlayDiscovery::start(

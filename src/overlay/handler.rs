@@ -294,9 +294,16 @@ mod tests {
         assert!(a.news);
         let p = lookup(&f, 10);
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].addr, addr("10.0.0.5:6881"), "source IP, announced port");
+        assert_eq!(
+            p[0].addr,
+            addr("10.0.0.5:6881"),
+            "source IP, announced port"
+        );
         assert_eq!(p[0].overlay, Some(addr("10.0.0.5:6000")));
-        assert_eq!((p[0].peer_id, p[0].left, p[0].gone), (PeerId([0xab; 20]), 42, false));
+        assert_eq!(
+            (p[0].peer_id, p[0].left, p[0].gone),
+            (PeerId([0xab; 20]), 42, false)
+        );
         assert!(
             f.members.lock().contains(&addr("10.0.0.5:6000")),
             "the announcer's overlay node becomes a member"
@@ -341,7 +348,11 @@ mod tests {
         let asked = Cell::new(0);
         let remote = |h: InfoHash, limit: usize| {
             asked.set(asked.get() + 1);
-            assert_eq!((h, limit), (H, MAX_LIMIT), "the cap applies to what is forwarded");
+            assert_eq!(
+                (h, limit),
+                (H, MAX_LIMIT),
+                "the cap applies to what is forwarded"
+            );
             vec![ProviderMeta {
                 addr: addr("10.0.1.1:6881"),
                 peer_id: PeerId([1; 20]),
@@ -361,7 +372,9 @@ mod tests {
         let a = f.handler(&remote).handle(msg, addr("10.0.0.9:1"));
         assert_eq!(asked.get(), 1);
         assert!(a.news, "what members knew is merged");
-        assert!(matches!(a.reply, Message::Providers { ref providers, .. } if providers.len() == 4));
+        assert!(
+            matches!(a.reply, Message::Providers { ref providers, .. } if providers.len() == 4)
+        );
     }
 
     #[test]
@@ -400,8 +413,14 @@ mod tests {
         assert_eq!(digest, f.store.read().digest(now_ms()));
         assert_eq!(entries.len(), 2, "digests differed: everything it lacks");
         assert!(!members.is_empty());
-        assert!(f.members.lock().contains(&addr("10.0.0.2:6000")), "the sender");
-        assert!(f.members.lock().contains(&addr("10.0.0.3:6000")), "its sample");
+        assert!(
+            f.members.lock().contains(&addr("10.0.0.2:6000")),
+            "the sender"
+        );
+        assert!(
+            f.members.lock().contains(&addr("10.0.0.3:6000")),
+            "its sample"
+        );
         // Equal digests: nothing to send, and the same entry is no news.
         let a = f.handle(sync(vec![theirs], digest, false), from);
         assert!(!a.news);

@@ -256,6 +256,20 @@ mod tests {
     }
 
     #[test]
+    fn a_seeded_members_list_samples_the_same_way_every_run() {
+        let t = Instant::now();
+        let fill = |seed| {
+            let mut m = Members::new(Duration::from_secs(30), seed);
+            for p in 2..40 {
+                m.add(a(p), t);
+            }
+            (m.sample(5), m.sample(5))
+        };
+        assert_eq!(fill(7), fill(7));
+        assert_ne!(fill(7), fill(8), "another seed, other samples");
+    }
+
+    #[test]
     fn sync_plan_escalates_from_digest_to_delta_to_everything() {
         let t = Instant::now();
         let mut m = Members::new(Duration::from_secs(30), 7);

@@ -33,7 +33,9 @@ pub use store::ProviderMeta;
 /// Turns a bootstrap `HOST:PORT` into addresses; asked again on every
 /// discovery round, so a name can point at whichever members are alive.
 #[derive(Clone)]
-pub struct Resolver(Arc<dyn Fn(&str) -> Vec<SocketAddr> + Send + Sync>);
+pub struct Resolver(Arc<ResolveFn>);
+
+type ResolveFn = dyn Fn(&str) -> Vec<SocketAddr> + Send + Sync;
 
 impl Resolver {
     pub fn new(f: impl Fn(&str) -> Vec<SocketAddr> + Send + Sync + 'static) -> Resolver {

@@ -194,10 +194,8 @@ impl Message {
     /// Field checks that serde's types do not express.
     pub fn validate(&self) -> Result<(), FrameError> {
         match self {
-            Message::Announce { port, .. } => {
-                if *port == 0 {
-                    return Err(FrameError::Invalid("port"));
-                }
+            Message::Announce { port: 0, .. } => {
+                return Err(FrameError::Invalid("port"));
             }
             Message::Providers { providers, .. } => {
                 if providers.len() > MAX_LIMIT {
@@ -337,6 +335,41 @@ mod tests {
             br#"[]"#,
         ] {
             assert!(Message::decode_body(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// The bytes docs/OVERLAY.md shows: ids are 40 lowercase hex characters
+    /// on the way out, either case on the way in, and anything else fails
+    /// the decode (the handler never sees an unparsed id).
+    #[test]
+    fn ids_are_typed_and_their_bytes_unchanged() {
+        let body = br#"{"type":"sync","overlay_port":6000,"digest":7,"entries":[{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.5:6881","peer_id":"2d4a43303030312d616263646566303132333435","left":0,"last_seen":1795863978911,"gone":true,"overlay":"10.0.0.5:6000"}],"members":["10.0.0.7:6000"],"full":false}"#;
+        let m = Message::decode_body(body).unwrap();
+        let Message::Sync { ref entries, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(entries[0].info_hash, hash());
+        assert_eq!(&entries[0].meta.peer_id.0, b"-JC0001-abcdef012345");
+        assert_eq!(&m.encode()[4..], &body[..]);
+        let upper = br#"{"type":"withdraw","info_hash":"0123456789ABCDEF0123456789ABCDEF01234567","port":6881}"#;
+        let m = Message::decode_body(upper).unwrap();
+        assert_eq!(
+            m,
+            Message::Withdraw {
+                info_hash: hash(),
+                port: 6881
+            }
+        );
+        assert_eq!(
+            &m.encode()[4..],
+            &br#"{"type":"withdraw","info_hash":"0123456789abcdef0123456789abcdef01234567","port":6881}"#[..]
+        );
+        for bad in [
+            &br#"{"type":"withdraw","info_hash":"0123","port":6881}"#[..],
+            br#"{"type":"withdraw","info_hash":"0123456789abcdef0123456789abcdef0123456g","port":6881}"#,
+            br#"{"type":"sync","overlay_port":1,"digest":7,"entries":[{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.5:6881","peer_id":"2d4a","left":0,"last_seen":1}],"members":[]}"#,
+        ] {
+            assert!(matches!(Message::decode_body(bad), Err(FrameError::Json(_))));
         }
     }
 }
