@@ -2,6 +2,8 @@
 //! Last-Writer-Wins on `last_seen`, one entry per address, entries past the
 //! TTL dropped, timestamps from the future clamped. Withdrawals are
 //! tombstones (LWW like any entry) so they spread by gossip and then expire.
+//! Each torrent's providers are a `core::lww::LwwMap` (bounded, evicting the
+//! oldest); this adds the torrent cap, change sequence numbers and digests.
 //!
 //! Pure policy: no I/O, no clock of its own (callers pass `now`), so merge
 //! laws are property-tested. The overlay wraps it in a parking_lot RwLock.
