@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::args::{CreateArgs, HealthArgs};
+use std::net::SocketAddr;
+
+use super::args::{CreateArgs, DnsArgs, HealthArgs, LookupArgs};
 use super::CliError;
 
 pub fn run_health(args: &HealthArgs) -> Result<(), CliError> {
@@ -45,5 +47,79 @@ pub fn run_create(args: &CreateArgs) -> Result<(), CliError> {
     std::fs::write(&args.output, &bytes)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     println!("{}", meta.info_hash);
+    Ok(())
+}
+
+/// `btnode lookup INFO_HASH --at HOST:PORT [--limit N]`.
+pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
+    use crate::core::InfoHash;
+    use crate::overlay::{rpc, wire::Message};
+    use std::io::Write;
+    use std::net::ToSocketAddrs;
+    let info_hash = InfoHash::from_hex(&args.info_hash)
+        .ok_or_else(|| CliError::Usage("INFO_HASH must be 40 hex characters".into()))?;
+    let addr = args
+        .at
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            CliError::Usage(format!("--at {:?} is not a reachable HOST:PORT", args.at))
+        })?;
+    let msg = Message::Lookup {
+        info_hash,
+        limit: args.limit,
+        local_only: false,
+    };
+    match rpc::request(addr, &msg, Duration::from_secs(3), None) {
+        Ok(Message::Providers { providers, .. }) => {
+            let mut out = std::io::stdout().lock();
+            for p in providers {
+                let line = serde_json::to_string(&p).expect("serializable");
+                let _ = writeln!(out, "{line}");
+            }
+            Ok(())
+        }
+        Ok(Message::Error { message }) => Err(CliError::Failed(format!(
+            "{addr} refused the lookup: {message}"
+        ))),
+        Ok(other) => Err(CliError::Failed(format!(
+            "{addr} answered a lookup with {other:?}"
+        ))),
+        Err(e) => Err(CliError::Failed(format!("{addr}: {e}"))),
+    }
+}
+
+/// `btnode dns`: serve until SIGINT/SIGTERM.
+pub fn run_dns(args: &DnsArgs) -> Result<(), CliError> {
+    use crate::dns::{DnsOptions, DnsServer};
+    use std::io::Write;
+    let failed = |e: std::io::Error| CliError::Failed(format!("dns: {e}"));
+    let server = DnsServer::start(DnsOptions {
+        udp: args.udp,
+        http: args.http,
+        peers: args.peer.clone(),
+        gossip_interval: Duration::from_millis(args.gossip_interval_ms.max(100)),
+        zone: args.zone.clone(),
+    })
+    .map_err(failed)?;
+    let shown = |a: SocketAddr| {
+        if a.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), a.port())
+        } else {
+            a
+        }
+    };
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "dns listening on udp {} http {}",
+        shown(server.udp_addr),
+        shown(server.http_addr)
+    );
+    let _ = out.flush();
+    let signals = crate::runtime::signals::shutdown_on_signal().map_err(failed)?;
+    let _ = signals.recv();
+    server.shutdown();
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod configs;
 pub mod env;
 
 use std::path::PathBuf;
@@ -149,20 +150,17 @@ pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
             "--announce-interval must be at least 1".into(),
         ));
     }
+    let bind = cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     Ok(NodeConfig {
         torrent: cli.torrent.clone(),
         data_dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
-        bind: cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+        bind,
         peer_port: cli.port.unwrap_or(DEFAULT_PEER_PORT),
         peer_port_chosen: cli.port.is_some(),
-        overlay_port: cli.overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT),
-        overlay_port_chosen: cli.overlay_port.is_some(),
+        overlay: configs::overlay_config(cli, bind),
+        dns_registration: configs::dns_registration(cli),
         exit_on_complete: cli.exit_on_complete,
-        bootstrap: cli.bootstrap.clone(),
         discovery_mode,
-        dns: cli.dns.clone(),
-        dns_register: cli.dns_register.clone(),
-        dns_http: cli.dns_http.clone(),
         direct_peers: cli.peer.clone(),
         max_peers,
         upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
@@ -218,13 +216,14 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Dns(args)) => {
             init_logging(args.log_level.as_deref())?;
-            crate::dns::run(&args)
+            commands::run_dns(&args)
         }
-        Some(Command::Lookup(args)) => crate::overlay::run_lookup(&args),
+        Some(Command::Lookup(args)) => commands::run_lookup(&args),
         Some(Command::Health(args)) => commands::run_health(&args),
         None => {
-            let config = node_config(&cli)?;
+            // Logging first: building the configs may warn.
             init_logging(cli.log_level.as_deref())?;
+            let config = node_config(&cli)?;
             Ok(crate::node::run(config)?)
         }
     }
@@ -269,7 +268,7 @@ mod tests {
             config.peer_port_chosen,
             "a port from the environment is chosen"
         );
-        assert!(!config.overlay_port_chosen);
+        assert!(!config.overlay.port_chosen);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod ids;
+pub mod lww;
 pub mod metainfo;
 
 pub use bitfield::Bitfield;

@@ -10,7 +10,7 @@ use simple_dns::rdata::RData;
 use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
 
 use super::api::{GossipBody, Shared};
-use crate::node::NodeConfig;
+use crate::core::lww::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsClientError {
@@ -32,7 +32,7 @@ pub fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> std::io::Re
     socket.connect(server)?;
     let mut out = Vec::new();
     for (i, qtype) in [TYPE::A, TYPE::AAAA].into_iter().enumerate() {
-        let id = (crate::dns::now_ms() as u16).wrapping_add(i as u16);
+        let id = (now_ms() as u16).wrapping_add(i as u16);
         let mut q = Packet::new_query(id);
         let qname = Name::new(name).map_err(|e| std::io::Error::other(e.to_string()))?;
         q.questions.push(Question::new(
@@ -146,7 +146,7 @@ pub fn gossip_loop(
             recv(push) -> _ => {},
             default(interval) => {},
         }
-        let now = super::now_ms();
+        let now = now_ms();
         records.write().expire(now);
         let body = serde_json::to_string(&GossipBody {
             records: records.read().all(),
@@ -161,7 +161,7 @@ pub fn gossip_loop(
             match resp {
                 Ok(r) if r.status_code == 200 => {
                     if let Ok(theirs) = serde_json::from_slice::<GossipBody>(r.as_bytes()) {
-                        let now = super::now_ms();
+                        let now = now_ms();
                         let mut recs = records.write();
                         for rec in theirs.records.into_iter().take(super::records::MAX_RECORDS) {
                             recs.merge(rec, now);
@@ -209,21 +209,21 @@ fn reachable_ip(bind: IpAddr, towards: SocketAddr) -> Option<IpAddr> {
     Some(s.local_addr().ok()?.ip())
 }
 
-/// `--dns-register NAME`: registers `overlay`'s address under NAME at the
-/// DNS service's REST API (`--dns-http`, or the `--dns` host on port 8080)
-/// with a 30 s TTL, refreshed every 10 s, removed when dropped.
-pub fn register_self(config: &NodeConfig, overlay: SocketAddr) -> Option<Registration> {
+/// Where and under which name a node registers itself.
+#[derive(Clone, Debug)]
+pub struct RegisterConfig {
+    pub name: String,
+    /// The DNS service's REST API, HOST:PORT.
+    pub http: String,
+}
+
+/// `--dns-register NAME`: registers `overlay`'s address under `name` at the
+/// DNS service's REST API with a 30 s TTL, refreshed every 10 s, removed
+/// when dropped.
+pub fn register_self(config: &RegisterConfig, overlay: SocketAddr) -> Option<Registration> {
     const TTL: u32 = 30;
     const REFRESH: Duration = Duration::from_secs(10);
-    let name = config.dns_register.clone()?;
-    let http = config.dns_http.clone().or_else(|| {
-        let host = config.dns.as_deref()?.rsplit_once(':')?.0.to_string();
-        Some(format!("{host}:8080"))
-    });
-    let Some(http) = http else {
-        log::warn!("--dns-register needs --dns or --dns-http");
-        return None;
-    };
+    let RegisterConfig { name, http } = config.clone();
     let towards = http.to_socket_addrs().ok()?.next()?;
     let ip = reachable_ip(overlay.ip(), towards)?;
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);

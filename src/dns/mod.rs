@@ -2,34 +2,27 @@
 //! names ([`server`]), a REST API to register them and the gossip endpoint
 //! ([`api`]), the records with LWW merge ([`records`]), and the client nodes
 //! use to resolve bootstrap names and register themselves ([`client`]).
-//! Documented in docs/DNS.md.
+//! Documented in docs/DNS.md. Imports only `core` and `runtime`: the
+//! command line builds its [`DnsOptions`] and [`client::RegisterConfig`].
 
 pub mod api;
 pub mod client;
 pub mod records;
 pub mod server;
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use crate::cli::{CliError, DnsArgs};
+use crate::core::lww::now_ms;
 use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
 use crate::runtime::listener::{Limits, Service};
-pub use client::{register_self, resolve, resolve_host_port};
+pub use client::{register_self, resolve, resolve_host_port, RegisterConfig};
 use records::Records;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// REST connections (and threads) served at once; a quarter per address.
 const HTTP_CONNECTIONS: usize = 64;
@@ -154,36 +147,4 @@ fn serve_http(
         content_type: "application/json",
         body: outcome.body.into_bytes(),
     }
-}
-
-/// `btnode dns`: serve until SIGINT/SIGTERM.
-pub fn run(args: &DnsArgs) -> Result<(), CliError> {
-    let failed = |e: std::io::Error| CliError::Failed(format!("dns: {e}"));
-    let server = DnsServer::start(DnsOptions {
-        udp: args.udp,
-        http: args.http,
-        peers: args.peer.clone(),
-        gossip_interval: Duration::from_millis(args.gossip_interval_ms.max(100)),
-        zone: args.zone.clone(),
-    })
-    .map_err(failed)?;
-    let shown = |a: SocketAddr| {
-        if a.ip().is_unspecified() {
-            SocketAddr::new([127, 0, 0, 1].into(), a.port())
-        } else {
-            a
-        }
-    };
-    let mut out = std::io::stdout();
-    let _ = writeln!(
-        out,
-        "dns listening on udp {} http {}",
-        shown(server.udp_addr),
-        shown(server.http_addr)
-    );
-    let _ = out.flush();
-    let signals = crate::runtime::signals::shutdown_on_signal().map_err(failed)?;
-    let _ = signals.recv();
-    server.shutdown();
-    Ok(())
 }

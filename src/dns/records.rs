@@ -1,18 +1,22 @@
 //! The DNS service's records: `(name, ip)` pairs with a TTL and the time
 //! they were registered, merged Last-Writer-Wins on that timestamp between
-//! servers; deletions are tombstones that expire like records. Pure policy
-//! (callers pass `now_ms`), property-tested.
+//! servers; deletions are tombstones that expire like records. Each name's
+//! addresses are a `core::lww::LwwMap`. Pure policy (callers pass
+//! `now_ms`), property-tested.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::core::lww::{Bound, LwwMap, Versioned};
 
 pub const MAX_RECORDS: usize = 10_000;
 pub const MAX_TTL: u32 = 86_400;
 /// Timestamps further ahead than this are clamped (a forged clock cannot
 /// pin a record).
-pub const MAX_SKEW_MS: u64 = 5_000;
+pub const MAX_SKEW_MS: u64 = crate::core::lww::MAX_SKEW_MS;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -34,6 +38,28 @@ impl Record {
         (self.expires_at().saturating_sub(now_ms)).div_ceil(1000) as u32
     }
 }
+
+/// LWW on `timestamp`; a tie goes to the deletion, then the longer TTL.
+impl Versioned for Record {
+    fn stamp(&self) -> u64 {
+        self.timestamp
+    }
+    fn set_stamp(&mut self, stamp: u64) {
+        self.timestamp = stamp;
+    }
+    fn is_tombstone(&self) -> bool {
+        self.deleted
+    }
+    fn ttl_ms(&self) -> Option<u64> {
+        Some(self.ttl as u64 * 1000)
+    }
+    fn tie_break(&self, other: &Self) -> Ordering {
+        self.ttl.cmp(&other.ttl)
+    }
+}
+
+/// One name's records by address (every record says its own TTL).
+type ByIp = LwwMap<IpAddr, Record>;
 
 /// Lower-cased, without a trailing dot; `None` unless it is a valid
 /// hostname (labels of 1–63 letters, digits, `-` or `_`, not starting or
@@ -58,7 +84,7 @@ pub fn normalize_name(name: &str) -> Option<String> {
 pub struct Records {
     /// Per name, its records by address: a merge is one lookup, so a
     /// gossip body merges in time linear in its length.
-    by_name: HashMap<String, BTreeMap<IpAddr, Record>>,
+    by_name: HashMap<String, ByIp>,
     /// Records held (tombstones included), kept in step with `by_name`.
     count: usize,
 }
@@ -79,21 +105,19 @@ impl Records {
         if full && !self.by_name.contains_key(&r.name) {
             return false;
         }
-        let list = self.by_name.entry(r.name.clone()).or_default();
-        match list.get_mut(&r.ip) {
-            Some(cur) => {
-                if (r.timestamp, r.deleted, r.ttl) <= (cur.timestamp, cur.deleted, cur.ttl) {
-                    return false;
-                }
-                *cur = r;
-            }
-            None => {
-                if full {
-                    return false;
-                }
-                list.insert(r.ip, r);
-                self.count += 1;
-            }
+        let list = self
+            .by_name
+            .entry(r.name.clone())
+            .or_insert_with(|| ByIp::new(0, Bound::Unbounded));
+        let new = !list.contains_key(&r.ip);
+        if full && new {
+            return false;
+        }
+        if !list.merge(r.ip, r, now_ms) {
+            return false;
+        }
+        if new {
+            self.count += 1;
         }
         true
     }
@@ -101,7 +125,7 @@ impl Records {
     pub fn expire(&mut self, now_ms: u64) {
         let mut count = 0;
         self.by_name.retain(|_, list| {
-            list.retain(|_, r| r.expires_at() > now_ms);
+            list.expire(now_ms);
             count += list.len();
             !list.is_empty()
         });
@@ -121,12 +145,7 @@ impl Records {
     pub fn lookup(&self, name: &str, now_ms: u64) -> Vec<Record> {
         normalize_name(name)
             .and_then(|n| self.by_name.get(&n))
-            .map(|list| {
-                list.values()
-                    .filter(|r| !r.deleted && r.expires_at() > now_ms)
-                    .cloned()
-                    .collect()
-            })
+            .map(|list| list.live(now_ms).cloned().collect())
             .unwrap_or_default()
     }
 
@@ -135,8 +154,7 @@ impl Records {
         let mut v: Vec<Record> = self
             .by_name
             .values()
-            .flat_map(|l| l.values())
-            .cloned()
+            .flat_map(|l| l.iter().map(|(_, r)| r.clone()))
             .collect();
         v.sort_by(|a, b| (&a.name, a.ip).cmp(&(&b.name, b.ip)));
         v

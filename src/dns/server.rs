@@ -148,7 +148,13 @@ pub fn serve_udp(
         rotate = rotate.wrapping_add(1);
         let reply = {
             let r = records.read();
-            answer(&buf[..n], &r, super::now_ms(), rotate, zone.as_deref())
+            answer(
+                &buf[..n],
+                &r,
+                crate::core::lww::now_ms(),
+                rotate,
+                zone.as_deref(),
+            )
         };
         if let Some(bytes) = reply {
             let _ = socket.send_to(&bytes, from);

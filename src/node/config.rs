@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::dns::RegisterConfig;
+use crate::overlay::OverlayConfig;
+
 /// How a node finds peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiscoveryMode {
@@ -36,16 +39,13 @@ pub struct NodeConfig {
     /// The user gave `--port` or BTNODE_PORT: a taken port is then an
     /// error; otherwise the node falls back to a free port.
     pub peer_port_chosen: bool,
-    pub overlay_port: u16,
-    /// As `peer_port_chosen`, for `--overlay-port` / BTNODE_OVERLAY_PORT.
-    pub overlay_port_chosen: bool,
+    /// The node's overlay (every node runs one unless it uses trackers only).
+    pub overlay: OverlayConfig,
+    /// `--dns-register`: where this node registers its overlay address.
+    pub dns_registration: Option<RegisterConfig>,
     pub exit_on_complete: bool,
-    pub bootstrap: Vec<String>,
     /// `None` means: hybrid when the torrent names a tracker, overlay otherwise.
     pub discovery_mode: Option<DiscoveryMode>,
-    pub dns: Option<String>,
-    pub dns_register: Option<String>,
-    pub dns_http: Option<String>,
     pub direct_peers: Vec<String>,
     pub max_peers: usize,
     pub upload_slots: usize,

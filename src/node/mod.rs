@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::core::{Metainfo, PeerId};
-use crate::overlay::{Overlay, OverlayConfig};
+use crate::overlay::Overlay;
 use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
 use crate::peer::{RateLimits, Swarm};
@@ -45,13 +45,34 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let shutdown = signals::shutdown_on_signal()
         .map_err(|e| NodeError(format!("cannot install signal handlers: {e}")))?;
     match config.torrent.clone() {
-        None => crate::overlay::run_node(&config, shutdown).map_err(|e| NodeError(e.to_string())),
+        None => run_overlay_only(&config, shutdown),
         Some(path) => {
             let meta = crate::storage::torrent_file::read(&path)
                 .map_err(|e| NodeError(format!("{}: {e}", path.display())))?;
             run_torrent(&config, meta, shutdown)
         }
     }
+}
+
+/// `btnode -b HOST:PORT` (no torrent): an overlay-only node until shutdown.
+fn run_overlay_only(config: &NodeConfig, shutdown: Receiver<()>) -> Result<(), NodeError> {
+    use std::io::Write;
+    let overlay = Overlay::start(config.overlay.clone()).map_err(|e| NodeError(e.to_string()))?;
+    let mut shown = overlay.local_addr();
+    if shown.ip().is_unspecified() {
+        shown.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "overlay listening on {shown}");
+    let _ = out.flush();
+    log::info!("overlay-only node on {shown}");
+    let _registration = config
+        .dns_registration
+        .as_ref()
+        .and_then(|r| crate::dns::register_self(r, overlay.local_addr()));
+    let _ = shutdown.recv();
+    overlay.shutdown();
+    Ok(())
 }
 
 fn failed(what: &str) -> impl Fn(std::io::Error) -> NodeError + '_ {
@@ -168,16 +189,17 @@ pub fn run_torrent(
             DiscoveryMode::Hybrid
         });
     let overlay = if mode != DiscoveryMode::Tracker {
-        let overlay = Overlay::start(OverlayConfig::from_node_config(config))
+        let overlay = Overlay::start(config.overlay.clone())
             .map_err(|e| NodeError(format!("overlay: {e}")))?;
         log::info!("overlay listening on {}", overlay.local_addr());
         Some(Arc::new(overlay))
     } else {
         None
     };
-    let _dns_registration = overlay
-        .as_ref()
-        .and_then(|o| crate::dns::register_self(config, o.local_addr()));
+    let _dns_registration = overlay.as_ref().and_then(|o| {
+        let registration = config.dns_registration.as_ref()?;
+        crate::dns::register_self(registration, o.local_addr())
+    });
     let discovery = match &overlay {
         Some(o) => Some(
             OverlayDiscovery::start(

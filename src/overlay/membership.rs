@@ -26,17 +26,19 @@ pub struct Members {
     /// Members declared dead recently: not re-learned from hearsay.
     dead: HashMap<SocketAddr, Instant>,
     quarantine: Duration,
-    rng: u64,
+    rng: fastrand::Rng,
 }
 
 impl Members {
+    /// `seed` makes the samples reproducible (tests); the service seeds
+    /// from `fastrand`'s own random seed.
     pub fn new(quarantine: Duration, seed: u64) -> Members {
         Members {
             me: None,
             map: HashMap::new(),
             dead: HashMap::new(),
             quarantine,
-            rng: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -130,20 +132,13 @@ impl Members {
         self.map.keys().copied().collect()
     }
 
-    fn next_random(&mut self, n: usize) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n as u64) as usize
-    }
-
     /// Up to `n` distinct members chosen at random.
     pub fn sample(&mut self, n: usize) -> Vec<SocketAddr> {
         let mut all = self.all();
         all.sort();
         let n = n.min(all.len());
         for i in 0..n {
-            let j = i + self.next_random(all.len() - i);
+            let j = self.rng.usize(i..all.len());
             all.swap(i, j);
         }
         all.truncate(n);
@@ -258,6 +253,20 @@ mod tests {
         d.dedup();
         assert_eq!(d.len(), 5);
         assert_eq!(m.sample(100).len(), 18);
+    }
+
+    #[test]
+    fn a_seeded_members_list_samples_the_same_way_every_run() {
+        let t = Instant::now();
+        let fill = |seed| {
+            let mut m = Members::new(Duration::from_secs(30), seed);
+            for p in 2..40 {
+                m.add(a(p), t);
+            }
+            (m.sample(5), m.sample(5))
+        };
+        assert_eq!(fill(7), fill(7));
+        assert_ne!(fill(7), fill(8), "another seed, other samples");
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //! Last-Writer-Wins on `last_seen`, one entry per address, entries past the
 //! TTL dropped, timestamps from the future clamped. Withdrawals are
 //! tombstones (LWW like any entry) so they spread by gossip and then expire.
+//! Each torrent's providers are a `core::lww::LwwMap` (bounded, evicting the
+//! oldest); this adds the torrent cap, change sequence numbers and digests.
 //!
 //! Pure policy: no I/O, no clock of its own (callers pass `now`), so merge
 //! laws are property-tested. The overlay wraps it in a parking_lot RwLock.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
-
+pub use super::wire::{Entry, ProviderMeta};
+use crate::core::lww::{Bound, LwwMap, Versioned};
 use crate::core::InfoHash;
 
 /// Most providers kept per torrent (the newest win).
@@ -18,34 +21,7 @@ pub const MAX_PROVIDERS_PER_HASH: usize = 1000;
 /// Most torrents tracked.
 pub const MAX_HASHES: usize = 10_000;
 /// How far into the future a `last_seen` may be before it is clamped.
-pub const MAX_SKEW_MS: u64 = 5_000;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderMeta {
-    /// The provider's peerwire address.
-    pub addr: SocketAddr,
-    /// 40 hex characters.
-    pub peer_id: String,
-    /// Bytes the provider still lacks (0 = seed).
-    pub left: u64,
-    /// Unix milliseconds of the provider's latest announce.
-    pub last_seen: u64,
-    /// A withdrawal ("stopped"); hidden from lookups, kept to spread.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub gone: bool,
-    /// The overlay node the provider announced through (its own overlay
-    /// address): when that node is found dead, its providers are withdrawn.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub overlay: Option<SocketAddr>,
-}
-
-/// A provider entry with its torrent, as gossip carries it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub info_hash: String,
-    #[serde(flatten)]
-    pub meta: ProviderMeta,
-}
+pub const MAX_SKEW_MS: u64 = crate::core::lww::MAX_SKEW_MS;
 
 #[derive(Clone, Debug)]
 struct Slot {
@@ -54,9 +30,28 @@ struct Slot {
     changed_at: u64,
 }
 
+/// LWW on `last_seen`; on a tie the withdrawal wins, then the larger
+/// content, so every store picks the same one whatever the order.
+impl Versioned for Slot {
+    fn stamp(&self) -> u64 {
+        self.meta.last_seen
+    }
+    fn set_stamp(&mut self, stamp: u64) {
+        self.meta.last_seen = stamp;
+    }
+    fn is_tombstone(&self) -> bool {
+        self.meta.gone
+    }
+    fn tie_break(&self, other: &Self) -> Ordering {
+        (self.meta.left, &self.meta.peer_id).cmp(&(other.meta.left, &other.meta.peer_id))
+    }
+}
+
+type PerHash = LwwMap<SocketAddr, Slot>;
+
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    map: HashMap<InfoHash, HashMap<SocketAddr, Slot>>,
+    map: HashMap<InfoHash, PerHash>,
     /// Bumped on every change; `changed_at` of slots come from it.
     seq: u64,
     ttl_ms: u64,
@@ -94,6 +89,8 @@ impl Store {
     /// LWW merge of one entry observed at `now_ms`. Returns true if the
     /// store changed.
     pub fn merge(&mut self, info_hash: InfoHash, mut meta: ProviderMeta, now_ms: u64) -> bool {
+        // Refused before the torrent cap is looked at (the map would
+        // refuse it too), so an expired write never triggers `expire`.
         meta.last_seen = meta.last_seen.min(now_ms + MAX_SKEW_MS);
         if meta.last_seen + self.ttl_ms <= now_ms {
             return false;
@@ -104,48 +101,28 @@ impl Store {
                 return false;
             }
         }
-        let per_hash = self.map.entry(info_hash).or_default();
-        if let Some(cur) = per_hash.get(&meta.addr) {
-            // Later wins; on a tie the withdrawal wins, then the larger
-            // content, so every store picks the same one whatever the order.
-            let newer = (meta.last_seen, meta.gone, meta.left, &meta.peer_id)
-                > (
-                    cur.meta.last_seen,
-                    cur.meta.gone,
-                    cur.meta.left,
-                    &cur.meta.peer_id,
-                );
-            if !newer {
-                return false;
-            }
-        } else if per_hash.len() >= MAX_PROVIDERS_PER_HASH {
-            let oldest = per_hash
-                .iter()
-                .min_by_key(|(_, s)| s.meta.last_seen)
-                .map(|(a, s)| (*a, s.meta.last_seen));
-            match oldest {
-                Some((a, seen)) if seen < meta.last_seen => {
-                    per_hash.remove(&a);
-                }
-                _ => return false,
-            }
+        let ttl = self.ttl_ms;
+        let per_hash = self
+            .map
+            .entry(info_hash)
+            .or_insert_with(|| PerHash::new(ttl, Bound::EvictOldest(MAX_PROVIDERS_PER_HASH)));
+        let slot = Slot {
+            changed_at: self.seq + 1,
+            meta,
+        };
+        let changed = per_hash.merge(slot.meta.addr, slot, now_ms);
+        if changed {
+            self.seq += 1;
+        } else if per_hash.is_empty() {
+            self.map.remove(&info_hash);
         }
-        self.seq += 1;
-        per_hash.insert(
-            meta.addr,
-            Slot {
-                meta,
-                changed_at: self.seq,
-            },
-        );
-        true
+        changed
     }
 
     /// Drops entries past the TTL (tombstones too).
     pub fn expire(&mut self, now_ms: u64) {
-        let ttl = self.ttl_ms;
         self.map.retain(|_, per| {
-            per.retain(|_, s| s.meta.last_seen + ttl > now_ms);
+            per.expire(now_ms);
             !per.is_empty()
         });
     }
@@ -156,8 +133,7 @@ impl Store {
             .map
             .get(info_hash)
             .into_iter()
-            .flat_map(|per| per.values())
-            .filter(|s| !s.meta.gone && s.meta.last_seen + self.ttl_ms > now_ms)
+            .flat_map(|per| per.live(now_ms))
             .map(|s| s.meta.clone())
             .collect();
         out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.addr.cmp(&b.addr)));
@@ -172,13 +148,14 @@ impl Store {
             .map
             .iter()
             .flat_map(|(h, per)| {
-                per.values()
+                per.iter()
+                    .map(|(_, s)| s)
                     .filter(move |s| s.changed_at > since)
                     .map(move |s| {
                         (
                             s.changed_at,
                             Entry {
-                                info_hash: h.to_hex(),
+                                info_hash: *h,
                                 meta: s.meta.clone(),
                             },
                         )
@@ -189,12 +166,15 @@ impl Store {
         out.into_iter().take(max).map(|(_, e)| e).collect()
     }
 
-    /// Order-independent digest of the live content.
+    /// Order-independent digest of the unexpired content (tombstones too).
     pub fn digest(&self, now_ms: u64) -> u64 {
         self.map
             .iter()
-            .flat_map(|(h, per)| per.values().map(move |s| (h, s)))
-            .filter(|(_, s)| s.meta.last_seen + self.ttl_ms > now_ms)
+            .flat_map(|(h, per)| {
+                per.iter()
+                    .filter(move |(_, s)| per.expires_at(s) > now_ms)
+                    .map(move |(_, s)| (h, s))
+            })
             .fold(0u64, |acc, (h, s)| acc ^ entry_hash(h, &s.meta))
     }
 
@@ -207,7 +187,7 @@ impl Store {
     ) -> usize {
         let mut victims = Vec::new();
         for (h, per) in &self.map {
-            for s in per.values() {
+            for (_, s) in per.iter() {
                 if !s.meta.gone && pred(h, &s.meta) {
                     victims.push((*h, s.meta.clone()));
                 }
@@ -235,7 +215,7 @@ impl Store {
         let mut v: Vec<(InfoHash, ProviderMeta)> = self
             .map
             .iter()
-            .flat_map(|(h, per)| per.values().map(move |s| (*h, s.meta.clone())))
+            .flat_map(|(h, per)| per.iter().map(move |(_, s)| (*h, s.meta.clone())))
             .collect();
         v.sort_by_key(|(h, m)| (*h, m.addr));
         v
@@ -253,7 +233,7 @@ mod tests {
     fn meta(port: u16, last_seen: u64, left: u64, gone: bool) -> ProviderMeta {
         ProviderMeta {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            peer_id: "ab".repeat(20),
+            peer_id: crate::core::PeerId([0xab; 20]),
             left,
             last_seen,
             gone,

@@ -1,15 +1,17 @@
 //! The overlay's wire format: JSON messages, each framed by a 4-byte
 //! big-endian length. Pure codec: frames are checked against
 //! [`MAX_FRAME`] before a byte of the body is read, then decoded with serde
-//! and validated field by field. Documented with examples in docs/OVERLAY.md.
+//! and validated field by field. Ids are decoded here, once: an `info_hash`
+//! or `peer_id` that is not 40 hex characters fails the decode, and the rest
+//! of the overlay only sees [`InfoHash`] and [`PeerId`] (encoded back as
+//! lowercase hex). Documented with examples in docs/OVERLAY.md.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::store::{Entry, ProviderMeta};
-use crate::core::InfoHash;
+use crate::core::{InfoHash, PeerId};
 
 /// Largest frame accepted (a gossip delta of a few thousand entries).
 pub const MAX_FRAME: u32 = 1 << 20;
@@ -22,14 +24,77 @@ pub const MAX_LIMIT: usize = 200;
 /// Deepest BFS discovery a node will serve.
 pub const MAX_TTL: u8 = 3;
 
+/// A provider of a torrent, as lookups and gossip carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderMeta {
+    /// The provider's peerwire address.
+    pub addr: SocketAddr,
+    /// 40 hex characters on the wire.
+    #[serde(with = "hex_peer_id")]
+    pub peer_id: PeerId,
+    /// Bytes the provider still lacks (0 = seed).
+    pub left: u64,
+    /// Unix milliseconds of the provider's latest announce.
+    pub last_seen: u64,
+    /// A withdrawal ("stopped"); hidden from lookups, kept to spread.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gone: bool,
+    /// The overlay node the provider announced through (its own overlay
+    /// address): when that node is found dead, its providers are withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<SocketAddr>,
+}
+
+/// A provider entry with its torrent, as gossip carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(with = "hex_info_hash")]
+    pub info_hash: InfoHash,
+    #[serde(flatten)]
+    pub meta: ProviderMeta,
+}
+
+/// 20-byte ids as 40 hex characters (either case in, lowercase out).
+fn hex_id<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    what: &'static str,
+) -> Result<[u8; 20], D::Error> {
+    let text = String::deserialize(d)?;
+    crate::core::ids::from_hex(&text)
+        .and_then(|v| <[u8; 20]>::try_from(v).ok())
+        .ok_or_else(|| serde::de::Error::custom(what))
+}
+
+mod hex_info_hash {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(h: &InfoHash, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&h.to_hex())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<InfoHash, D::Error> {
+        hex_id(d, "info_hash must be 40 hex characters").map(InfoHash)
+    }
+}
+
+mod hex_peer_id {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(p: &PeerId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::core::ids::to_hex(&p.0))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PeerId, D::Error> {
+        hex_id(d, "peer_id must be 40 hex characters").map(PeerId)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     /// A node announces itself as a provider of `info_hash`. The receiver
     /// records the connection's source IP with `port`.
     Announce {
-        info_hash: String,
-        peer_id: String,
+        #[serde(with = "hex_info_hash")]
+        info_hash: InfoHash,
+        #[serde(with = "hex_peer_id")]
+        peer_id: PeerId,
         port: u16,
         left: u64,
         /// The sender's overlay port (so it can be health-checked).
@@ -38,19 +103,22 @@ pub enum Message {
     },
     /// The sender stops providing `info_hash` on `port`.
     Withdraw {
-        info_hash: String,
+        #[serde(with = "hex_info_hash")]
+        info_hash: InfoHash,
         port: u16,
     },
     /// Who provides `info_hash`? `local_only` asks for the store only (what
     /// nodes ask each other); otherwise the receiver also asks peers.
     Lookup {
-        info_hash: String,
+        #[serde(with = "hex_info_hash")]
+        info_hash: InfoHash,
         limit: usize,
         #[serde(default)]
         local_only: bool,
     },
     Providers {
-        info_hash: String,
+        #[serde(with = "hex_info_hash")]
+        info_hash: InfoHash,
         providers: Vec<ProviderMeta>,
     },
     /// Anti-entropy push–pull: the sender's overlay port, its store digest,
@@ -115,25 +183,7 @@ pub enum FrameError {
     Invalid(&'static str),
 }
 
-pub fn parse_info_hash(s: &str) -> Result<InfoHash, FrameError> {
-    InfoHash::from_hex(s).ok_or(FrameError::Invalid("info_hash must be 40 hex characters"))
-}
-
-fn check_entries(entries: &[Entry]) -> Result<(), FrameError> {
-    if entries.len() > MAX_ENTRIES {
-        return Err(FrameError::Invalid("too many entries"));
-    }
-    for e in entries {
-        parse_info_hash(&e.info_hash)?;
-        check_provider(&e.meta)?;
-    }
-    Ok(())
-}
-
 fn check_provider(p: &ProviderMeta) -> Result<(), FrameError> {
-    if p.peer_id.len() != 40 || !p.peer_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(FrameError::Invalid("peer_id must be 40 hex characters"));
-    }
     if p.addr.port() == 0 || p.addr.ip().is_unspecified() {
         return Err(FrameError::Invalid("provider address"));
     }
@@ -144,28 +194,10 @@ impl Message {
     /// Field checks that serde's types do not express.
     pub fn validate(&self) -> Result<(), FrameError> {
         match self {
-            Message::Announce {
-                info_hash,
-                peer_id,
-                port,
-                ..
-            } => {
-                parse_info_hash(info_hash)?;
-                if peer_id.len() != 40 || !peer_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(FrameError::Invalid("peer_id must be 40 hex characters"));
-                }
-                if *port == 0 {
-                    return Err(FrameError::Invalid("port"));
-                }
+            Message::Announce { port: 0, .. } => {
+                return Err(FrameError::Invalid("port"));
             }
-            Message::Withdraw { info_hash, .. } | Message::Lookup { info_hash, .. } => {
-                parse_info_hash(info_hash)?;
-            }
-            Message::Providers {
-                info_hash,
-                providers,
-            } => {
-                parse_info_hash(info_hash)?;
+            Message::Providers { providers, .. } => {
                 if providers.len() > MAX_LIMIT {
                     return Err(FrameError::Invalid("too many providers"));
                 }
@@ -177,7 +209,10 @@ impl Message {
             | Message::SyncReply {
                 entries, members, ..
             } => {
-                check_entries(entries)?;
+                if entries.len() > MAX_ENTRIES {
+                    return Err(FrameError::Invalid("too many entries"));
+                }
+                entries.iter().try_for_each(|e| check_provider(&e.meta))?;
                 if members.len() > MAX_MEMBERS {
                     return Err(FrameError::Invalid("too many members"));
                 }
@@ -230,8 +265,8 @@ pub fn write_frame(w: &mut impl Write, m: &Message) -> io::Result<usize> {
 mod tests {
     use super::*;
 
-    fn hash() -> String {
-        "0123456789abcdef0123456789abcdef01234567".into()
+    fn hash() -> InfoHash {
+        InfoHash::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap()
     }
 
     #[test]
@@ -239,7 +274,7 @@ mod tests {
         let msgs = vec![
             Message::Announce {
                 info_hash: hash(),
-                peer_id: "ab".repeat(20),
+                peer_id: PeerId([0xab; 20]),
                 port: 6881,
                 left: 0,
                 overlay_port: Some(6000),
@@ -300,6 +335,41 @@ mod tests {
             br#"[]"#,
         ] {
             assert!(Message::decode_body(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// The bytes docs/OVERLAY.md shows: ids are 40 lowercase hex characters
+    /// on the way out, either case on the way in, and anything else fails
+    /// the decode (the handler never sees an unparsed id).
+    #[test]
+    fn ids_are_typed_and_their_bytes_unchanged() {
+        let body = br#"{"type":"sync","overlay_port":6000,"digest":7,"entries":[{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.5:6881","peer_id":"2d4a43303030312d616263646566303132333435","left":0,"last_seen":1795863978911,"gone":true,"overlay":"10.0.0.5:6000"}],"members":["10.0.0.7:6000"],"full":false}"#;
+        let m = Message::decode_body(body).unwrap();
+        let Message::Sync { ref entries, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(entries[0].info_hash, hash());
+        assert_eq!(&entries[0].meta.peer_id.0, b"-JC0001-abcdef012345");
+        assert_eq!(&m.encode()[4..], &body[..]);
+        let upper = br#"{"type":"withdraw","info_hash":"0123456789ABCDEF0123456789ABCDEF01234567","port":6881}"#;
+        let m = Message::decode_body(upper).unwrap();
+        assert_eq!(
+            m,
+            Message::Withdraw {
+                info_hash: hash(),
+                port: 6881
+            }
+        );
+        assert_eq!(
+            &m.encode()[4..],
+            &br#"{"type":"withdraw","info_hash":"0123456789abcdef0123456789abcdef01234567","port":6881}"#[..]
+        );
+        for bad in [
+            &br#"{"type":"withdraw","info_hash":"0123","port":6881}"#[..],
+            br#"{"type":"withdraw","info_hash":"0123456789abcdef0123456789abcdef0123456g","port":6881}"#,
+            br#"{"type":"sync","overlay_port":1,"digest":7,"entries":[{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.5:6881","peer_id":"2d4a","left":0,"last_seen":1}],"members":[]}"#,
+        ] {
+            assert!(matches!(Message::decode_body(bad), Err(FrameError::Json(_))));
         }
     }
 }

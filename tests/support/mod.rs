@@ -377,7 +377,7 @@ pub fn local_providers(
 ) -> Vec<std::net::SocketAddr> {
     use btnode::overlay::{service, wire::Message};
     let msg = Message::Lookup {
-        info_hash: info_hash.to_hex(),
+        info_hash: *info_hash,
         limit: 200,
         local_only: true,
     };

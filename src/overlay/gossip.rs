@@ -1,0 +1,195 @@
+//! Gossip: push–pull anti-entropy with a random fanout of members, every
+//! gossip interval and at once on news (a push), digest first so a
+//! converged overlay exchanges digests only; and the parallel fanout of an
+//! announce, a withdraw or a forwarded lookup.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::handler::{add_members, merge_all, SYNC_MEMBERS};
+use super::membership::SyncPlan;
+use super::rpc::request;
+use super::service::{Inner, LOOKUP_FANOUT};
+use super::store::ProviderMeta;
+use super::wire::{Message, MAX_ENTRIES};
+use crate::core::lww::now_ms;
+use crate::core::InfoHash;
+
+impl Inner {
+    pub(super) fn signal_push(&self) {
+        if self.cfg.push {
+            let _ = self.push.try_send(());
+        }
+    }
+
+    /// Sends `msg` to a fanout of members in parallel, so silent members
+    /// cost one request timeout in all, not one each (the withdraw at
+    /// shutdown waits on this).
+    pub(super) fn send_to_fanout(&self, msg: &Message) {
+        let targets = self.members.lock().sample(self.cfg.fanout);
+        std::thread::scope(|s| {
+            for t in targets {
+                s.spawn(move || {
+                    match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                        Ok(Message::Ok { observed }) => {
+                            self.learn_me(observed);
+                            self.members.lock().heard(t, Instant::now());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::debug!("overlay: {t}: {e}");
+                            self.member_failed(t);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Asks [`LOOKUP_FANOUT`] members in parallel for providers of
+    /// `info_hash` from their stores (`local_only`).
+    pub(super) fn ask_members(&self, info_hash: InfoHash, limit: usize) -> Vec<ProviderMeta> {
+        let asked = self.members.lock().sample(LOOKUP_FANOUT);
+        let msg = Message::Lookup {
+            info_hash,
+            limit,
+            local_only: true,
+        };
+        let replies: Vec<Vec<ProviderMeta>> = std::thread::scope(|s| {
+            let handles: Vec<_> = asked
+                .iter()
+                .map(|&a| {
+                    let msg = &msg;
+                    s.spawn(move || {
+                        match request(a, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                            Ok(Message::Providers { providers, .. }) => providers,
+                            _ => vec![],
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        replies.into_iter().flatten().collect()
+    }
+
+    /// Push–pull with `peer`. A push sends what changed since we last
+    /// synced with it. A periodic round first sends only our digest; only if
+    /// the digests then differ does a second exchange carry entries (what
+    /// changed since the last sync, or everything when that did not help,
+    /// see membership::SyncPlan). So a converged overlay exchanges digests
+    /// only, whatever the number of providers.
+    fn sync_with(&self, peer: SocketAddr, pushed: bool) {
+        // A push sends entries at once; a periodic round only if needed.
+        if pushed || self.exchange(peer, false) == Some(false) {
+            self.exchange(peer, true);
+        }
+    }
+
+    /// One Sync request; returns whether the digests agreed afterwards
+    /// (`None` when the peer did not answer).
+    pub(super) fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
+        // A push's second exchange must not start after shutdown began.
+        if self.stopped() {
+            return None;
+        }
+        // Everything needed from `members` first: taking it again while
+        // `store` is held would invert the order (announce holds members,
+        // then waits for store).
+        let (plan, sent_seq) = {
+            let m = self.members.lock();
+            (m.sync_plan(&peer), m.sent_seq(&peer))
+        };
+        let (seq, entries, digest) = {
+            let store = self.store.read();
+            let entries = match (with_entries, plan) {
+                (false, _) => vec![],
+                (true, SyncPlan::Full) => store.changed_since(0, MAX_ENTRIES),
+                (true, SyncPlan::Since(s)) => store.changed_since(s, MAX_ENTRIES),
+                (true, SyncPlan::DigestOnly) => store.changed_since(sent_seq, MAX_ENTRIES),
+            };
+            (store.seq(), entries, store.digest(now_ms()))
+        };
+        let sent = !entries.is_empty();
+        let members = self.members.lock().sample(SYNC_MEMBERS);
+        let msg = Message::Sync {
+            overlay_port: self.port,
+            digest,
+            entries,
+            members,
+            full: with_entries && plan == SyncPlan::Full,
+        };
+        match request(peer, &msg, self.cfg.gossip_timeout, Some(&self.counters)) {
+            Ok(Message::SyncReply {
+                digest: theirs,
+                entries,
+                members,
+            }) => {
+                self.members.lock().heard(peer, Instant::now());
+                add_members(&self.members, &members);
+                let changed = merge_all(&self.store, entries);
+                let ours = self.store.read().digest(now_ms());
+                let agree = ours == theirs;
+                self.members.lock().synced(&peer, seq, agree, sent);
+                if changed {
+                    self.signal_push();
+                }
+                Some(agree)
+            }
+            Ok(other) => {
+                log::debug!("overlay: {peer} answered sync with {other:?}");
+                None
+            }
+            Err(e) => {
+                log::debug!("overlay: sync with {peer}: {e}");
+                self.member_failed(peer);
+                None
+            }
+        }
+    }
+
+    pub(super) fn gossip_loop(self: Arc<Self>, stop: Receiver<()>, push: Receiver<()>) {
+        self.discover();
+        let mut next_round = Instant::now() + self.cfg.gossip_interval;
+        loop {
+            let wait = next_round.saturating_duration_since(Instant::now());
+            let pushed = crossbeam_channel::select! {
+                recv(stop) -> _ => return,
+                recv(push) -> _ => true,
+                default(wait) => false,
+            };
+            if self.stopped() {
+                return;
+            }
+            if !pushed {
+                next_round = Instant::now() + self.cfg.gossip_interval;
+                if self.members.lock().len() < self.cfg.fanout * 2 {
+                    self.discover();
+                }
+            }
+            // A push goes wider than a periodic round: with fanout F a rumor
+            // that stops where it is already known misses about e^-F of the
+            // nodes, so pushes use F + log2(members) to reach all of them
+            // without waiting for the next round.
+            let targets = {
+                let mut m = self.members.lock();
+                let n = if pushed {
+                    self.cfg.fanout + (usize::BITS - m.len().leading_zeros()) as usize
+                } else {
+                    self.cfg.fanout
+                };
+                m.sample(n)
+            };
+            for t in targets {
+                if self.stopped() {
+                    return;
+                }
+                self.sync_with(t, pushed);
+            }
+            self.store.write().expire(now_ms());
+        }
+    }
+}

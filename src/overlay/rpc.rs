@@ -1,0 +1,148 @@
+//! The client side of the overlay protocol: one request and its reply over
+//! a fresh connection, under one deadline, and the traffic counters every
+//! request and reply adds to.
+
+use std::io::{BufReader, BufWriter};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::wire::{self, FrameError, Message};
+use crate::runtime::listener::{Deadline, Timed};
+
+/// Bytes and messages in and out (the `stats` reply).
+#[derive(Default)]
+pub struct Counters {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+/// Why a request to an overlay node got no reply, by what the user can do
+/// about it (`btnode lookup` and `health` print these).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Nothing listens there, or the host is unreachable.
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    /// Connected, but no whole reply came within the deadline.
+    #[error("no answer within {0:?} (the node is busy or stuck, or is not an overlay node)")]
+    TimedOut(Duration),
+    /// The other side closed (or reset) the connection before a whole reply.
+    #[error(
+        "the node closed the connection without answering (busy, shutting down, \
+         or not an overlay node)"
+    )]
+    Closed,
+    /// Bytes came back that are not an overlay frame.
+    #[error("not an overlay node: it answered something that is not an overlay message ({0})")]
+    NotOverlay(FrameError),
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
+}
+
+impl RequestError {
+    pub(super) fn from_io(e: std::io::Error, timeout: Duration) -> RequestError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            WouldBlock | TimedOut => RequestError::TimedOut(timeout),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+                RequestError::Closed
+            }
+            _ => RequestError::Io(e),
+        }
+    }
+
+    fn from_frame(e: FrameError, timeout: Duration) -> RequestError {
+        match e {
+            FrameError::Io(e) => RequestError::from_io(e, timeout),
+            other => RequestError::NotOverlay(other),
+        }
+    }
+}
+
+/// One request and its reply over a fresh connection, all within `timeout`
+/// after the connection is made (one deadline for the write and the read).
+pub fn request(
+    addr: SocketAddr,
+    msg: &Message,
+    timeout: Duration,
+    counters: Option<&Counters>,
+) -> Result<Message, RequestError> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            RequestError::TimedOut(timeout)
+        }
+        _ => RequestError::Connect(e),
+    })?;
+    // One deadline for writing the request and reading the reply: a node
+    // that opens its receive window a little at a time, or trickles its
+    // reply, cannot hold us longer.
+    let deadline = Deadline::after(timeout);
+    let io = |e| RequestError::from_io(e, timeout);
+    stream.set_nodelay(true).map_err(io)?;
+    let sent =
+        wire::write_frame(&mut BufWriter::new(Timed::new(&stream, deadline)), msg).map_err(io)?;
+    let mut reader = BufReader::new(Timed::new(&stream, deadline));
+    let (reply, got) =
+        wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
+    if let Some(c) = counters {
+        c.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+        c.bytes_in.fetch_add(got as u64, Ordering::Relaxed);
+        c.messages.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// A member that opens its receive window a little at a time must not
+    /// hold a sender past the request's deadline: the write counts too.
+    #[test]
+    fn a_trickling_reader_cannot_stretch_a_request_past_its_deadline() {
+        use socket2::{Domain, Socket, Type};
+        const TIMEOUT: Duration = Duration::from_millis(500);
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        // Small, so the frame below is far larger than what the kernel
+        // buffers on both sides take at once.
+        sock.set_recv_buffer_size(4096).unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&bind.into()).unwrap();
+        sock.listen(1).unwrap();
+        let listener: TcpListener = sock.into();
+        let addr = listener.local_addr().unwrap();
+        // Reads 4 KiB every 5 ms (enough to keep each write moving well
+        // inside any per-write timeout, far too slow for the frame to fit
+        // in the deadline), for at most 4 s.
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let end = Instant::now() + Duration::from_secs(4);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end {
+                match std::io::Read::read(&mut s, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        // About 3 MB: far more than the reader takes within the deadline
+        // (the codec's list caps are for decoding; a sender is not held to
+        // them here).
+        let msg = Message::MemberList {
+            members: vec!["127.0.0.1:1".parse().unwrap(); 250_000],
+        };
+        let start = Instant::now();
+        let result = request(addr, &msg, TIMEOUT, None);
+        let took = start.elapsed();
+        assert!(
+            matches!(result, Err(RequestError::TimedOut(_))),
+            "got {result:?}"
+        );
+        assert!(took < TIMEOUT * 3, "the request took {took:?}");
+        server.join().unwrap();
+    }
+}
