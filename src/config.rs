@@ -435,7 +435,7 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         Some(Command::Create(args)) => run_create(&args),
         Some(Command::Tracker(args)) => {
             init_logging(args.log_level.as_deref())?;
-            crate::tracker::server::run(&args).map_err(|e| CliError::Failed(e.to_string()))
+            run_tracker(&args).map_err(|e| CliError::Failed(e.to_string()))
         }
         Some(Command::Dns(args)) => {
             init_logging(args.log_level.as_deref())?;
@@ -488,5 +488,34 @@ fn run_create(args: &CreateArgs) -> Result<(), CliError> {
     std::fs::write(&args.output, &bytes)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     println!("{}", meta.info_hash);
+    Ok(())
+}
+
+/// `btnode tracker`: print where it listens, serve until SIGINT/SIGTERM.
+pub fn run_tracker(args: &TrackerArgs) -> std::io::Result<()> {
+    use crate::tracker::server::{ServerOptions, TrackerServer};
+    use std::io::Write;
+    if args.interval == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--interval must be at least 1 second",
+        ));
+    }
+    // Before binding, so a signal during start-up is not lost.
+    let signals = crate::runtime::signals::shutdown_on_signal()?;
+    let opts = ServerOptions::with_interval(Duration::from_secs(args.interval));
+    let server = TrackerServer::start(args.listen, opts)?;
+    // One write for both lines, and a closed stdout (a parent that read
+    // what it needed and went) is no reason to stop serving.
+    let [http, udp] = server.announce_urls();
+    let banner = format!("tracker listening on {http}\ntracker listening on {udp}\n");
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        log::warn!("cannot print the banner: {e}");
+    }
+    drop(out);
+    log::info!("tracker on {}", server.local_addr());
+    let _ = signals.recv();
+    server.shutdown();
     Ok(())
 }
