@@ -369,20 +369,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// An announce of zeros, port 1: each test sets what it looks at.
-    fn announce() -> AnnounceRequest {
-        AnnounceRequest {
-            info_hash: InfoHash([0; 20]),
-            peer_id: PeerId([0; 20]),
-            port: 1,
-            uploaded: 0,
-            downloaded: 0,
-            left: 0,
-            event: None,
-            numwant: None,
-        }
-    }
-
     #[test]
     fn connect_request_is_the_bep15_bytes() {
         let c = encode_connect(0xDEAD_BEEF);
@@ -402,9 +388,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn announce_request_lays_out_every_field() {
-        let a = AnnounceRequest {
+    /// An announce whose fields all differ, so a swap shows.
+    fn every_field() -> AnnounceRequest {
+        AnnounceRequest {
             info_hash: InfoHash([0xAA; 20]),
             peer_id: PeerId([0xBB; 20]),
             downloaded: 1,
@@ -413,8 +399,12 @@ mod tests {
             event: Some(Event::Started),
             numwant: None,
             port: 6881,
-        };
-        let b = encode_announce(0x1122_3344_5566_7788, 7, 0x0A0B_0C0D, &a);
+        }
+    }
+
+    #[test]
+    fn announce_request_lays_out_every_field() {
+        let b = encode_announce(0x1122_3344_5566_7788, 7, 0x0A0B_0C0D, &every_field());
         assert_eq!(&b[0..8], &0x1122_3344_5566_7788u64.to_be_bytes());
         assert_eq!(&b[8..16], &[0, 0, 0, 1, 0, 0, 0, 7]);
         assert_eq!(&b[16..36], &[0xAA; 20]);
@@ -503,14 +493,9 @@ mod tests {
         );
         assert_eq!(decode_connect(&encode_connect_reply(5, 99), 5), Ok(99));
         let a = AnnounceRequest {
-            info_hash: InfoHash([1; 20]),
-            peer_id: PeerId([2; 20]),
-            downloaded: 10,
-            left: 20,
-            uploaded: 30,
             event: Some(Event::Stopped),
             numwant: Some(12),
-            port: 7000,
+            ..every_field()
         };
         let decoded = UdpRequest::Announce {
             connection_id: 99,
@@ -596,7 +581,7 @@ mod tests {
         let mut c = encode_connect(1);
         c[0] = 1; // not the protocol id
         assert!(UdpRequest::decode(&c).is_err());
-        let mut a = encode_announce(1, 1, 0, &announce());
+        let mut a = encode_announce(1, 1, 0, &every_field());
         assert!(UdpRequest::decode(&a[..97]).is_err(), "short announce");
         a[83] = 9;
         assert!(UdpRequest::decode(&a).is_err(), "unknown event");
