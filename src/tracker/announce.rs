@@ -134,22 +134,6 @@ pub(super) fn process_key() -> u32 {
     *KEY.get_or_init(random_u32)
 }
 
-/// An announce for the transports' tests.
-#[cfg(test)]
-pub(super) fn test_request() -> AnnounceRequest {
-    use crate::core::{InfoHash, PeerId};
-    AnnounceRequest {
-        info_hash: InfoHash([3; 20]),
-        peer_id: PeerId([4; 20]),
-        port: 6881,
-        uploaded: 0,
-        downloaded: 0,
-        left: 10,
-        event: Some(Event::Started),
-        numwant: Some(50),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn other_schemes_are_refused_before_any_io() {
-        let req = crate::tracker::announce::test_request();
+        let req = crate::wire::tracker::test_announce();
         for url in ["https://t/announce", "t/announce"] {
             assert!(matches!(
                 announce(url, &req, Duration::from_secs(1)),

@@ -186,7 +186,7 @@ pub fn scrape(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::announce::test_request as request;
+    use crate::wire::tracker::test_announce as request;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

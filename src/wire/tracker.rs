@@ -588,6 +588,22 @@ pub fn decode_scrape(bytes: &[u8]) -> Result<BTreeMap<InfoHash, ScrapeEntry>, Tr
     Ok(out)
 }
 
+/// An announce whose fields all differ, so a swap shows (for the codecs'
+/// and transports' tests).
+#[cfg(test)]
+pub(crate) fn test_announce() -> AnnounceRequest {
+    AnnounceRequest {
+        info_hash: InfoHash([0xAA; 20]),
+        peer_id: PeerId([0xBB; 20]),
+        port: 6881,
+        uploaded: 3,
+        downloaded: 1,
+        left: 2,
+        event: Some(Event::Started),
+        numwant: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

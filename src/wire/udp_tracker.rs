@@ -367,6 +367,7 @@ fn check_header<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tracker::test_announce;
     use proptest::prelude::*;
 
     #[test]
@@ -388,23 +389,9 @@ mod tests {
         );
     }
 
-    /// An announce whose fields all differ, so a swap shows.
-    fn every_field() -> AnnounceRequest {
-        AnnounceRequest {
-            info_hash: InfoHash([0xAA; 20]),
-            peer_id: PeerId([0xBB; 20]),
-            downloaded: 1,
-            left: 2,
-            uploaded: 3,
-            event: Some(Event::Started),
-            numwant: None,
-            port: 6881,
-        }
-    }
-
     #[test]
     fn announce_request_lays_out_every_field() {
-        let b = encode_announce(0x1122_3344_5566_7788, 7, 0x0A0B_0C0D, &every_field());
+        let b = encode_announce(0x1122_3344_5566_7788, 7, 0x0A0B_0C0D, &test_announce());
         assert_eq!(&b[0..8], &0x1122_3344_5566_7788u64.to_be_bytes());
         assert_eq!(&b[8..16], &[0, 0, 0, 1, 0, 0, 0, 7]);
         assert_eq!(&b[16..36], &[0xAA; 20]);
@@ -495,7 +482,7 @@ mod tests {
         let a = AnnounceRequest {
             event: Some(Event::Stopped),
             numwant: Some(12),
-            ..every_field()
+            ..test_announce()
         };
         let decoded = UdpRequest::Announce {
             connection_id: 99,
@@ -581,7 +568,7 @@ mod tests {
         let mut c = encode_connect(1);
         c[0] = 1; // not the protocol id
         assert!(UdpRequest::decode(&c).is_err());
-        let mut a = encode_announce(1, 1, 0, &every_field());
+        let mut a = encode_announce(1, 1, 0, &test_announce());
         assert!(UdpRequest::decode(&a[..97]).is_err(), "short announce");
         a[83] = 9;
         assert!(UdpRequest::decode(&a).is_err(), "unknown event");
