@@ -1,12 +1,15 @@
 //! The embedded tracker's request parsing (announce and scrape query
-//! strings), with a parsed announce applied to a registry.
+//! strings), with a parsed announce applied to a registry through the HTTP
+//! front's handlers.
 #![no_main]
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use btnode::tracker::server::{Registry, ServerOptions};
-use btnode::wire::tracker::{parse_query, parse_scrape_query, AnnounceRequest};
+use btnode::tracker::http::{announce_body, scrape_body};
+use btnode::tracker::registry::{Registry, ServerOptions};
+use btnode::wire::tracker::{announce_query, parse_announce_query, parse_query};
 use libfuzzer_sys::fuzz_target;
+use parking_lot::Mutex;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(query) = std::str::from_utf8(data) else {
@@ -14,12 +17,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = parse_query(query);
     let now = Instant::now();
-    let mut registry = Registry::new(ServerOptions::default(), now);
-    if let Ok(req) = AnnounceRequest::from_query(query) {
-        let _ = registry.announce(&req, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), now);
-        let _ = AnnounceRequest::from_query(&req.to_query()).expect("re-encoded query parses");
+    let registry = Mutex::new(Registry::new(ServerOptions::default(), now));
+    let _ = announce_body(query, IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), now, &registry);
+    if let Ok((req, http)) = parse_announce_query(query) {
+        let again = parse_announce_query(&announce_query(&req, &http));
+        assert_eq!(again.expect("re-encoded query parses"), (req, http));
     }
-    if let Ok(hashes) = parse_scrape_query(query) {
-        let _ = registry.scrape(&hashes, now);
-    }
+    let _ = scrape_body(query, now, &registry);
 });

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use super::args::{CreateArgs, DnsArgs, HealthArgs, LookupArgs};
+use super::args::{CreateArgs, DnsArgs, HealthArgs, LookupArgs, TrackerArgs};
 use super::CliError;
 
 pub fn run_health(args: &HealthArgs) -> Result<(), CliError> {
@@ -119,6 +119,35 @@ pub fn run_dns(args: &DnsArgs) -> Result<(), CliError> {
     );
     let _ = out.flush();
     let signals = crate::runtime::signals::shutdown_on_signal().map_err(failed)?;
+    let _ = signals.recv();
+    server.shutdown();
+    Ok(())
+}
+
+/// `btnode tracker`: print where it listens, serve until SIGINT/SIGTERM.
+pub fn run_tracker(args: &TrackerArgs) -> std::io::Result<()> {
+    use crate::tracker::server::{ServerOptions, TrackerServer};
+    use std::io::Write;
+    if args.interval == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--interval must be at least 1 second",
+        ));
+    }
+    // Before binding, so a signal during start-up is not lost.
+    let signals = crate::runtime::signals::shutdown_on_signal()?;
+    let opts = ServerOptions::with_interval(Duration::from_secs(args.interval));
+    let server = TrackerServer::start(args.listen, opts)?;
+    // One write for both lines, and a closed stdout (a parent that read
+    // what it needed and went) is no reason to stop serving.
+    let [http, udp] = server.announce_urls();
+    let banner = format!("tracker listening on {http}\ntracker listening on {udp}\n");
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        log::warn!("cannot print the banner: {e}");
+    }
+    drop(out);
+    log::info!("tracker on {}", server.local_addr());
     let _ = signals.recv();
     server.shutdown();
     Ok(())

@@ -212,7 +212,7 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         Some(Command::Create(args)) => commands::run_create(&args),
         Some(Command::Tracker(args)) => {
             init_logging(args.log_level.as_deref())?;
-            crate::tracker::server::run(&args).map_err(|e| CliError::Failed(e.to_string()))
+            commands::run_tracker(&args).map_err(|e| CliError::Failed(e.to_string()))
         }
         Some(Command::Dns(args)) => {
             init_logging(args.log_level.as_deref())?;

@@ -3,7 +3,8 @@
 //! announce or scrape. Lost packets are resent after 1, 2, 4... seconds
 //! within the caller's time budget (BEP 15's 15 s first wait would leave no
 //! retry inside a node's announce timeout). The bytes are
-//! `wire::udp_tracker`'s business.
+//! `wire::udp_tracker`'s business; the request, response and error types
+//! are `announce`'s, shared with the HTTP client.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -12,22 +13,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::client::{usable_peers, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError};
+use super::announce::{
+    process_key, random_u32, AnnounceRequest, AnnounceResponse, ScrapeStats, TrackerError,
+};
 use crate::core::InfoHash;
-use crate::wire::udp_tracker::{self as codec, UdpAnnounce, UdpTrackerError, MAX_PACKET};
+use crate::wire::udp_tracker::{self as codec, UdpTrackerError, MAX_PACKET};
 
 /// How long a tracker's connection id may be reused (BEP 15).
 const CONNECTION_ID_LIFE: Duration = Duration::from_secs(60);
 const FIRST_RESEND: Duration = Duration::from_secs(1);
-
-impl From<UdpTrackerError> for TrackerError {
-    fn from(e: UdpTrackerError) -> Self {
-        match e {
-            UdpTrackerError::Failure(f) => TrackerError::Failure(f),
-            other => TrackerError::BadReply(other.to_string()),
-        }
-    }
-}
 
 fn transport(e: impl std::fmt::Display) -> TrackerError {
     TrackerError::Transport(e.to_string())
@@ -45,18 +39,6 @@ fn tracker_addr(url: &str) -> Result<SocketAddr, TrackerError> {
         .map_err(|e| transport(format!("{rest}: {e}")))?
         .next()
         .ok_or_else(|| transport(format!("{rest}: no address")))
-}
-
-fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    getrandom::getrandom(&mut b).expect("the OS random source is available");
-    u32::from_ne_bytes(b)
-}
-
-/// One `key` per process, as for HTTP (BEP 7 / BEP 15).
-fn process_key() -> u32 {
-    static KEY: OnceLock<u32> = OnceLock::new();
-    *KEY.get_or_init(random_u32)
 }
 
 fn connection_ids() -> &'static Mutex<HashMap<SocketAddr, (u64, Instant)>> {
@@ -176,31 +158,10 @@ pub fn announce(
     let ipv6 = ex.tracker.is_ipv6();
     let reply = ex.with_connection(|connection_id| {
         let tid = random_u32();
-        let packet = UdpAnnounce {
-            connection_id,
-            transaction_id: tid,
-            info_hash: req.info_hash,
-            peer_id: req.peer_id,
-            downloaded: req.downloaded,
-            left: req.left,
-            uploaded: req.uploaded,
-            event: req.event,
-            key: process_key(),
-            num_want: req.numwant,
-            port: req.port,
-        }
-        .encode();
+        let packet = codec::encode_announce(connection_id, tid, process_key(), req);
         ex.request(&packet, |p| codec::decode_announce(p, tid, ipv6))
     })?;
-    let peers = usable_peers(reply.peers);
-    Ok(AnnounceResponse {
-        interval: Duration::from_secs(reply.interval.into()),
-        min_interval: None,
-        peers,
-        complete: Some(reply.seeders.into()),
-        incomplete: Some(reply.leechers.into()),
-        warning: None,
-    })
+    Ok(reply.into())
 }
 
 pub fn scrape(
@@ -217,16 +178,7 @@ pub fn scrape(
             let packet = codec::encode_scrape(connection_id, tid, chunk);
             ex.request(&packet, |p| codec::decode_scrape(p, tid, chunk.len()))
         })?;
-        for (h, e) in chunk.iter().zip(entries) {
-            out.insert(
-                *h,
-                ScrapeStats {
-                    complete: e.seeders.into(),
-                    incomplete: e.leechers.into(),
-                    downloaded: e.completed.into(),
-                },
-            );
-        }
+        out.extend(chunk.iter().copied().zip(entries));
     }
     Ok(out)
 }
@@ -234,8 +186,7 @@ pub fn scrape(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::PeerId;
-    use crate::wire::tracker::Event;
+    use crate::wire::tracker::test_announce as request;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -284,19 +235,6 @@ mod tests {
             }
         });
         (addr, seen)
-    }
-
-    fn request() -> AnnounceRequest {
-        AnnounceRequest {
-            info_hash: InfoHash([3; 20]),
-            peer_id: PeerId([4; 20]),
-            port: 6881,
-            uploaded: 0,
-            downloaded: 0,
-            left: 10,
-            event: Some(Event::Started),
-            numwant: Some(50),
-        }
     }
 
     #[test]

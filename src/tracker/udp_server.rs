@@ -19,11 +19,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::server::Registry;
-use crate::wire::tracker::AnnounceRequest;
-use crate::wire::udp_tracker::{
-    self as codec, UdpAnnounceReply, UdpRequest, UdpScrapeEntry, MAX_PACKET,
-};
+use super::registry::{Families, Registry};
+use crate::wire::udp_tracker::{self as codec, UdpRequest, MAX_PACKET};
 
 const ID_EPOCH: Duration = Duration::from_secs(60);
 
@@ -74,36 +71,18 @@ pub fn handle_packet(
         UdpRequest::Connect { transaction_id } => {
             Some(codec::encode_connect_reply(transaction_id, ids.issue(from, now)).to_vec())
         }
-        UdpRequest::Announce(a) if proven(a.connection_id) => {
-            if a.port == 0 {
+        UdpRequest::Announce {
+            connection_id,
+            announce,
+            ..
+        } if proven(connection_id) => {
+            if announce.port == 0 {
                 return Some(codec::encode_error(tid, "port must be 1-65535"));
             }
-            let req = AnnounceRequest {
-                info_hash: a.info_hash,
-                peer_id: a.peer_id,
-                port: a.port,
-                uploaded: a.uploaded,
-                downloaded: a.downloaded,
-                left: a.left,
-                event: a.event,
-                numwant: a.num_want,
-                compact: true,
-                no_peer_id: true,
-                key: None,
-            };
             let ip: IpAddr = from.ip().to_canonical();
-            let mut registry = registry.lock();
-            let interval = registry.interval_secs();
-            Some(match registry.apply_announce(&req, ip, now, true) {
-                Ok(done) => codec::encode_announce_reply(
-                    tid,
-                    &UdpAnnounceReply {
-                        interval,
-                        leechers: saturate(done.stats.incomplete),
-                        seeders: saturate(done.stats.complete),
-                        peers: done.peers.into_iter().map(|p| p.addr).collect(),
-                    },
-                ),
+            let reply = registry.lock().announce(&announce, ip, now, Families::Own);
+            Some(match reply {
+                Ok(reply) => codec::encode_announce_reply(tid, &reply),
                 Err(refusal) => codec::encode_error(tid, refusal),
             })
         }
@@ -112,17 +91,10 @@ pub fn handle_packet(
             hashes,
             ..
         } if proven(connection_id) => {
-            let counts = registry.lock().scrape_entries(&hashes, now);
-            let entries: Vec<UdpScrapeEntry> = hashes
+            let counts = registry.lock().scrape(&hashes, now);
+            let entries: Vec<_> = hashes
                 .iter()
-                .map(|h| {
-                    let e = counts.get(h).copied().unwrap_or_default();
-                    UdpScrapeEntry {
-                        seeders: saturate(e.complete),
-                        completed: saturate(e.downloaded),
-                        leechers: saturate(e.incomplete),
-                    }
-                })
+                .map(|h| counts.get(h).copied().unwrap_or_default())
                 .collect();
             Some(codec::encode_scrape_reply(tid, &entries))
         }
@@ -130,10 +102,6 @@ pub fn handle_packet(
         // request, so the client connects again.
         _ => Some(codec::encode_error(tid, "bad connection id")),
     }
-}
-
-fn saturate(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A running UDP front; [`UdpFront::stop`] joins it.
@@ -201,9 +169,9 @@ fn serve(socket: &UdpSocket, registry: &Mutex<Registry>, stop: &AtomicBool) {
 mod tests {
     use super::*;
     use crate::core::{InfoHash, PeerId};
-    use crate::tracker::server::ServerOptions;
-    use crate::wire::tracker::Event;
-    use crate::wire::udp_tracker::{decode_announce, decode_connect, UdpAnnounce};
+    use crate::tracker::registry::ServerOptions;
+    use crate::wire::tracker::{AnnounceRequest, Event};
+    use crate::wire::udp_tracker::{decode_announce, decode_connect, encode_announce};
 
     fn setup() -> (Mutex<Registry>, ConnectionIds, Instant) {
         let now = Instant::now();
@@ -215,20 +183,17 @@ mod tests {
     }
 
     fn announce_packet(connection_id: u64, port: u16, event: Option<Event>) -> [u8; 98] {
-        UdpAnnounce {
-            connection_id,
-            transaction_id: u32::from(port),
+        let req = AnnounceRequest {
             info_hash: InfoHash([9; 20]),
             peer_id: PeerId([port as u8; 20]),
             downloaded: 0,
             left: 5,
             uploaded: 0,
             event,
-            key: 1,
-            num_want: None,
+            numwant: None,
             port,
-        }
-        .encode()
+        };
+        encode_announce(connection_id, u32::from(port), 1, &req)
     }
 
     #[test]
@@ -253,8 +218,9 @@ mod tests {
         assert!(decode_announce(&r, 6881, false).unwrap().peers.is_empty());
         let r = handle_packet(&announce_packet(idb, 6882, None), b, &reg, &ids, now).unwrap();
         let got = decode_announce(&r, 6882, false).unwrap();
-        assert_eq!(got.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
-        assert_eq!((got.leechers, got.seeders), (2, 0));
+        let addrs: Vec<SocketAddr> = got.peers.iter().map(|p| p.addr).collect();
+        assert_eq!(addrs, vec!["127.0.0.1:6881".parse().unwrap()]);
+        assert_eq!((got.incomplete, got.complete), (Some(2), Some(0)));
     }
 
     #[test]
