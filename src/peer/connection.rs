@@ -33,7 +33,8 @@ use crate::runtime::listener::{source_key, Slot};
 use crate::storage::{Storage, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
-use crate::wire::peer::{self, decode_body, id, Handshake, Message};
+use crate::wire::frame::{self, FrameHead, PieceHead, Prefix};
+use crate::wire::peer::{self, decode_body, Handshake, Message};
 
 /// No message at all for this long drops the peer (keep-alives count).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
@@ -458,26 +459,23 @@ impl Swarm {
         let mut r = BufReader::with_capacity(SOCKET_BUFFER, stream);
         let mut body = Vec::new();
         loop {
-            let mut len = [0u8; 4];
-            r.read_exact(&mut len)?;
-            let len = u32::from_be_bytes(len);
-            if len == 0 {
-                continue;
-            }
-            if len > self.max_frame {
-                return Err(protocol(format!("frame of {len} bytes")));
-            }
+            let mut prefix = [0u8; frame::PREFIX_LEN];
+            r.read_exact(&mut prefix)?;
+            let len = match frame::decode_prefix(prefix, self.max_frame).map_err(protocol)? {
+                Prefix::KeepAlive => continue,
+                Prefix::Message(len) => len,
+            };
             let mut msg_id = [0u8; 1];
             r.read_exact(&mut msg_id)?;
-            if msg_id[0] == id::PIECE {
-                if len < 9 {
-                    return Err(protocol("short piece message".into()));
-                }
-                let mut hdr = [0u8; 8];
-                r.read_exact(&mut hdr)?;
-                let index = u32::from_be_bytes(hdr[..4].try_into().unwrap());
-                let begin = u32::from_be_bytes(hdr[4..].try_into().unwrap());
-                let data_len = len - 9;
+            let head = FrameHead::new(msg_id[0], len).map_err(protocol)?;
+            if head.is_piece() {
+                let mut fields = [0u8; frame::PIECE_FIELDS_LEN];
+                r.read_exact(&mut fields)?;
+                let PieceHead {
+                    index,
+                    begin,
+                    data_len,
+                } = PieceHead::of(&head, &fields);
                 // Throttling here, before the payload is read, lets TCP's
                 // own flow control slow the sender down.
                 if let Some(l) = &self.limits.download {
@@ -517,9 +515,9 @@ impl Swarm {
                     }
                 }
             } else {
-                body.resize(len as usize - 1, 0);
+                body.resize(head.body_len(), 0);
                 r.read_exact(&mut body)?;
-                let msg = decode_body(msg_id[0], &body).map_err(|e| protocol(e.to_string()))?;
+                let msg = decode_body(head.id, &body).map_err(protocol)?;
                 self.state.lock().on_message(key, msg).map_err(drop_err)?;
             }
         }
@@ -680,8 +678,9 @@ fn write_all_vectored(mut stream: &TcpStream, mut slices: &mut [IoSlice<'_>]) ->
     Ok(())
 }
 
-fn protocol(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
+/// A peer that broke the protocol: the connection ends with `e` as reason.
+fn protocol(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 fn drop_err(reason: DropReason) -> io::Error {
