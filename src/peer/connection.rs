@@ -37,7 +37,7 @@ use super::limiter::RateLimiter;
 pub use super::writer::KEEPALIVE_INTERVAL;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{source_key, Slot};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{PieceStore, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, Handshake};
@@ -55,7 +55,7 @@ pub struct RateLimits {
 /// Everything connection threads share for one torrent.
 pub struct Swarm {
     pub state: Mutex<TorrentState>,
-    pub storage: Arc<Storage>,
+    pub storage: Arc<dyn PieceStore>,
     pub info_hash: InfoHash,
     pub our_id: PeerId,
     pub max_frame: u32,
@@ -92,7 +92,7 @@ struct Connections {
 impl Swarm {
     pub fn new(
         state: TorrentState,
-        storage: Arc<Storage>,
+        storage: Arc<dyn PieceStore>,
         info_hash: InfoHash,
         our_id: PeerId,
         max_peers: usize,
