@@ -12,3 +12,6 @@ mod reader;
 mod writer;
 
 pub use connection::{RateLimits, Swarm};
+
+#[cfg(test)]
+mod tests;
