@@ -30,49 +30,7 @@ impl Swarm {
             if head.is_piece() {
                 let mut fields = [0u8; frame::PIECE_FIELDS_LEN];
                 r.read_exact(&mut fields)?;
-                let PieceHead {
-                    index,
-                    begin,
-                    data_len,
-                } = PieceHead::of(&head, &fields);
-                // Throttling here, before the payload is read, lets TCP's
-                // own flow control slow the sender down.
-                if let Some(l) = &self.limits.download {
-                    if !l.acquire(data_len) {
-                        return Err(io::Error::other("shutting down"));
-                    }
-                }
-                let decision = self.state.lock().begin_block(key, index, begin, data_len);
-                match decision.map_err(drop_err)? {
-                    Some((block, first_of_piece)) => {
-                        if first_of_piece {
-                            let piece_len = self.state.lock().layout.piece_len(index as usize);
-                            if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
-                                // Our fault, not the peer's: keep it, drop the
-                                // block, and let the node stop.
-                                self.state.lock().abort_block(block);
-                                let _ = self.storage_failed_tx.try_send(e);
-                                io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
-                                continue;
-                            }
-                        }
-                        // SAFETY: begin_block gave this thread the block.
-                        let written = unsafe {
-                            self.storage
-                                .recv_block(index as usize, begin, data_len, &mut r)
-                        };
-                        match written {
-                            Ok(()) => self.state.lock().finish_block(key, block),
-                            Err(e) => {
-                                self.state.lock().abort_block(block);
-                                return Err(e);
-                            }
-                        }
-                    }
-                    None => {
-                        io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
-                    }
-                }
+                self.recv_piece(key, &mut r, PieceHead::of(&head, &fields))?;
             } else {
                 body.resize(head.body_len(), 0);
                 r.read_exact(&mut body)?;
@@ -81,9 +39,57 @@ impl Swarm {
             }
         }
     }
+
+    /// The data of a piece message whose header was read: throttled, then
+    /// read from the socket buffer straight into storage if the swarm state
+    /// hands this thread the block, or read past otherwise.
+    fn recv_piece(&self, key: PeerKey, r: &mut impl Read, piece: PieceHead) -> io::Result<()> {
+        let PieceHead {
+            index,
+            begin,
+            data_len,
+        } = piece;
+        // Throttling here, before the payload is read, lets TCP's own flow
+        // control slow the sender down.
+        if let Some(l) = &self.limits.download {
+            if !l.acquire(data_len) {
+                return Err(io::Error::other("shutting down"));
+            }
+        }
+        let decision = self.state.lock().begin_block(key, index, begin, data_len);
+        let Some((block, first_of_piece)) = decision.map_err(drop_err)? else {
+            return skip(r, data_len);
+        };
+        if first_of_piece {
+            let piece_len = self.state.lock().layout.piece_len(index as usize);
+            if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
+                // Our fault, not the peer's: keep it, drop the block, and
+                // let the node stop.
+                self.state.lock().abort_block(block);
+                let _ = self.storage_failed_tx.try_send(e);
+                return skip(r, data_len);
+            }
+        }
+        // SAFETY: begin_block gave this thread the block.
+        let written = unsafe { self.storage.recv_block(index as usize, begin, data_len, r) };
+        match written {
+            Ok(()) => self.state.lock().finish_block(key, block),
+            Err(e) => {
+                self.state.lock().abort_block(block);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A peer that broke the protocol: the connection ends with `e` as reason.
 fn protocol(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Reads past `len` bytes of data not kept.
+fn skip(r: &mut impl Read, len: u32) -> io::Result<()> {
+    io::copy(&mut r.by_ref().take(len as u64), &mut io::sink())?;
+    Ok(())
 }
