@@ -256,3 +256,27 @@ fn a_frame_over_the_limit_drops_the_peer_on_its_prefix() {
     assert_eq!(seeder.swarm.state.lock().num_peers(), 0, "still registered");
     seeder.stop();
 }
+
+#[test]
+fn a_full_store_is_reported_and_the_peer_is_kept() {
+    let t = Torrent::new(11);
+    let seeder = Node::start(&t, Some(&t.data), 12);
+    let leecher = Node::start(&t, None, 13);
+    leecher.store.set_full(true);
+    assert!(leecher.swarm.dial(seeder.addr));
+    let failure = leecher
+        .swarm
+        .storage_failures()
+        .recv_timeout(PATIENCE)
+        .expect("the full store is reported");
+    assert!(failure.to_string().contains("No space left"), "{failure}");
+    {
+        // Our fault, not the peer's: it stays, and nothing was counted.
+        let s = leecher.swarm.state.lock();
+        assert_eq!(s.num_peers(), 1);
+        assert_eq!(s.have().count(), 0);
+        assert_eq!(s.stats.hash_failures, 0);
+    }
+    leecher.stop();
+    seeder.stop();
+}

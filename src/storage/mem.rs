@@ -6,12 +6,16 @@
 
 use std::cell::UnsafeCell;
 use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{PieceStore, StorageError};
 
 pub struct MemStorage {
     bytes: Box<[UnsafeCell<u8>]>,
     piece_length: u64,
+    /// Set: every piece fails to be prepared, as on a full disk.
+    full: AtomicBool,
 }
 
 // SAFETY: shared access follows the rules in the `storage` module doc,
@@ -25,6 +29,7 @@ impl MemStorage {
         MemStorage {
             bytes: (0..total_length).map(|_| UnsafeCell::new(0)).collect(),
             piece_length,
+            full: AtomicBool::new(false),
         }
     }
 
@@ -34,7 +39,14 @@ impl MemStorage {
         MemStorage {
             bytes: data.iter().map(|&b| UnsafeCell::new(b)).collect(),
             piece_length,
+            full: AtomicBool::new(false),
         }
+    }
+
+    /// From now on `prepare_piece` fails as a full disk does (or, with
+    /// false, no longer does).
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, Ordering::SeqCst);
     }
 
     pub fn len(&self) -> u64 {
@@ -85,6 +97,12 @@ impl PieceStore for MemStorage {
     }
 
     fn prepare_piece(&self, _piece: usize, _len: u32) -> Result<(), StorageError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                path: PathBuf::from("(memory)"),
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
         Ok(())
     }
 
@@ -117,6 +135,9 @@ mod tests {
         let seeded = MemStorage::with_contents(8, &data);
         assert_eq!(seeded.hash_piece(1, 8), want);
         assert_eq!((seeded.len(), seeded.is_empty()), (20, false));
+        assert!(seeded.prepare_piece(0, 8).is_ok());
+        seeded.set_full(true);
+        assert!(seeded.prepare_piece(0, 8).is_err());
     }
 
     #[test]
