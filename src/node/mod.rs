@@ -25,7 +25,7 @@ use crate::peer::listener::Listener;
 use crate::peer::{RateLimits, Swarm};
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
-use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
+use crate::storage::{HashJob, HashPurpose, HashResult, PieceStore, Storage};
 use crate::swarm::torrent::{Layout, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;

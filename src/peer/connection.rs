@@ -1,4 +1,7 @@
-//! One peer connection: a reader thread (this one) and a writer thread.
+//! `Swarm`: the registry of connection threads, dial and accept, the run
+//! of a handshaken connection (a reader thread, this one, in
+//! [`super::reader`] and a writer thread in [`super::writer`]), shutdown.
+//! How many threads may run is [`super::budget`]'s.
 //!
 //! Anatomy of a downloaded block: the reader reads a piece header, asks the
 //! swarm state whether to keep the block (`begin_block`), reads the payload
@@ -16,7 +19,7 @@
 //! after `conns`, never before.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, IoSlice, Read, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,74 +29,21 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+pub use super::budget::{
+    dial_budget, handshake_spare, room_for_dial, room_for_incoming, spare_per_ip, ThreadCount,
+};
 use super::handshake::{self, HandshakeError};
 use super::limiter::RateLimiter;
+pub use super::writer::KEEPALIVE_INTERVAL;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{source_key, Slot};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{PieceStore, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
-use crate::wire::peer::{self, decode_body, id, Handshake, Message};
+use crate::wire::peer::{self, Handshake};
 
 /// No message at all for this long drops the peer (keep-alives count).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
-/// We send a keep-alive after this long without sending anything.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
-/// Blocks a writer sends per pull from the state.
-const UPLOAD_BATCH: usize = 32;
-const SOCKET_BUFFER: usize = 256 * 1024;
-
-/// Connection threads allowed past `--max-peers`, for handshakes only: a
-/// newcomer must complete its handshake before it may evict an idle peer
-/// (see `swarm::eviction`), and it needs a thread to do so.
-pub fn handshake_spare(max_peers: usize) -> usize {
-    (max_peers / 4).max(4)
-}
-
-/// Of the spare handshake threads, how many one source address may hold:
-/// half, so raw connections from one address that never handshake cannot
-/// keep every other newcomer from reaching eviction.
-pub fn spare_per_ip(max_peers: usize) -> usize {
-    (handshake_spare(max_peers) / 2).max(1)
-}
-
-/// Outgoing connections that may be dialing or handshaking at once. Fewer
-/// than `--max-peers`, so dials to addresses that hang (a connect timeout
-/// plus a handshake timeout each) never hold every thread below the limit;
-/// incoming handshakes do not count them either (see
-/// [`room_for_incoming`]).
-pub fn dial_budget(max_peers: usize) -> usize {
-    max_peers.saturating_sub((max_peers / 4).max(1)).max(1)
-}
-
-/// Whether [`Swarm::dial`] may start another dial: below `--max-peers` in
-/// all and below [`dial_budget`] pending.
-pub fn room_for_dial(threads: usize, dialing: usize, max_peers: usize) -> bool {
-    threads < max_peers && dialing < dial_budget(max_peers)
-}
-
-/// Connection threads now, as the accept decision sees them.
-#[derive(Debug, Clone, Copy)]
-pub struct ThreadCount {
-    /// All connection threads, handshaking or not, both directions.
-    pub threads: usize,
-    /// Incoming ones still in their handshake (pending dials have their
-    /// own budget, [`dial_budget`], and do not count).
-    pub handshaking: usize,
-    /// Of those, the ones from the newcomer's source ([`source_key`]).
-    pub handshaking_from_ip: usize,
-}
-
-/// Whether an accepted connection gets a thread: below `--max-peers`
-/// always; past it only a spare handshake thread, and only
-/// [`spare_per_ip`] of those per address.
-pub fn room_for_incoming(n: ThreadCount, max_peers: usize) -> bool {
-    let spare = handshake_spare(max_peers);
-    n.threads < max_peers
-        || (n.handshaking < spare
-            && n.threads < max_peers + spare
-            && n.handshaking_from_ip < spare_per_ip(max_peers))
-}
 
 /// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
 #[derive(Default)]
@@ -105,7 +55,7 @@ pub struct RateLimits {
 /// Everything connection threads share for one torrent.
 pub struct Swarm {
     pub state: Mutex<TorrentState>,
-    pub storage: Arc<Storage>,
+    pub storage: Arc<dyn PieceStore>,
     pub info_hash: InfoHash,
     pub our_id: PeerId,
     pub max_frame: u32,
@@ -120,7 +70,7 @@ pub struct Swarm {
     /// Addresses that answered as ourselves or on another torrent.
     refused: Mutex<Vec<SocketAddr>>,
     /// Writes that cannot go on (a full disk): the node stops on the first.
-    storage_failed_tx: Sender<StorageError>,
+    pub(super) storage_failed_tx: Sender<StorageError>,
     storage_failed_rx: Receiver<StorageError>,
 }
 
@@ -142,7 +92,7 @@ struct Connections {
 impl Swarm {
     pub fn new(
         state: TorrentState,
-        storage: Arc<Storage>,
+        storage: Arc<dyn PieceStore>,
         info_hash: InfoHash,
         our_id: PeerId,
         max_peers: usize,
@@ -454,144 +404,6 @@ impl Swarm {
         result
     }
 
-    fn read_loop(&self, key: PeerKey, stream: &TcpStream) -> io::Result<()> {
-        let mut r = BufReader::with_capacity(SOCKET_BUFFER, stream);
-        let mut body = Vec::new();
-        loop {
-            let mut len = [0u8; 4];
-            r.read_exact(&mut len)?;
-            let len = u32::from_be_bytes(len);
-            if len == 0 {
-                continue;
-            }
-            if len > self.max_frame {
-                return Err(protocol(format!("frame of {len} bytes")));
-            }
-            let mut msg_id = [0u8; 1];
-            r.read_exact(&mut msg_id)?;
-            if msg_id[0] == id::PIECE {
-                if len < 9 {
-                    return Err(protocol("short piece message".into()));
-                }
-                let mut hdr = [0u8; 8];
-                r.read_exact(&mut hdr)?;
-                let index = u32::from_be_bytes(hdr[..4].try_into().unwrap());
-                let begin = u32::from_be_bytes(hdr[4..].try_into().unwrap());
-                let data_len = len - 9;
-                // Throttling here, before the payload is read, lets TCP's
-                // own flow control slow the sender down.
-                if let Some(l) = &self.limits.download {
-                    if !l.acquire(data_len) {
-                        return Err(io::Error::other("shutting down"));
-                    }
-                }
-                let decision = self.state.lock().begin_block(key, index, begin, data_len);
-                match decision.map_err(drop_err)? {
-                    Some((block, first_of_piece)) => {
-                        if first_of_piece {
-                            let piece_len = self.state.lock().layout.piece_len(index as usize);
-                            if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
-                                // Our fault, not the peer's: keep it, drop the
-                                // block, and let the node stop.
-                                self.state.lock().abort_block(block);
-                                let _ = self.storage_failed_tx.try_send(e);
-                                io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
-                                continue;
-                            }
-                        }
-                        // SAFETY: begin_block gave this thread the block.
-                        let written = unsafe {
-                            self.storage
-                                .recv_block(index as usize, begin, data_len, &mut r)
-                        };
-                        match written {
-                            Ok(()) => self.state.lock().finish_block(key, block),
-                            Err(e) => {
-                                self.state.lock().abort_block(block);
-                                return Err(e);
-                            }
-                        }
-                    }
-                    None => {
-                        io::copy(&mut (&mut r).take(data_len as u64), &mut io::sink())?;
-                    }
-                }
-            } else {
-                body.resize(len as usize - 1, 0);
-                r.read_exact(&mut body)?;
-                let msg = decode_body(msg_id[0], &body).map_err(|e| protocol(e.to_string()))?;
-                self.state.lock().on_message(key, msg).map_err(drop_err)?;
-            }
-        }
-    }
-
-    fn write_loop(
-        &self,
-        key: PeerKey,
-        stream: TcpStream,
-        waker: Receiver<()>,
-        stop: Receiver<()>,
-    ) -> io::Result<()> {
-        let mut control = Vec::with_capacity(1024);
-        let mut uploaded = 0u64;
-        let mut last_sent = Instant::now();
-        let result = (|| loop {
-            let out = self.state.lock().take_outgoing(key, uploaded, UPLOAD_BATCH);
-            uploaded = 0;
-            match out.close {
-                // The reader ended and unregistered: a normal close.
-                Some(DropReason::Closed) => return Ok(()),
-                Some(reason) => return Err(drop_err(reason)),
-                None => {}
-            }
-            if !out.messages.is_empty() || !out.uploads.is_empty() {
-                control.clear();
-                for m in &out.messages {
-                    m.encode(&mut control);
-                }
-                if let Some(l) = &self.limits.upload {
-                    if !l.acquire(out.uploads.iter().map(|r| r.length).sum()) {
-                        return Ok(());
-                    }
-                }
-                let headers: Vec<[u8; peer::PIECE_HEADER_LEN]> = out
-                    .uploads
-                    .iter()
-                    .map(|r| peer::piece_header(r.index, r.begin, r.length))
-                    .collect();
-                // One gathered write: control messages, then each block's
-                // header and its bytes straight from the map (no copy).
-                let mut slices = vec![IoSlice::new(&control)];
-                for (r, h) in out.uploads.iter().zip(&headers) {
-                    slices.push(IoSlice::new(h));
-                    // SAFETY: only verified pieces are served; nothing writes them.
-                    let block = unsafe {
-                        self.storage
-                            .block_slices(r.index as usize, r.begin, r.length)
-                    };
-                    slices.extend(block.into_iter().map(IoSlice::new));
-                    uploaded += r.length as u64;
-                }
-                write_all_vectored(&stream, &mut slices)?;
-                last_sent = Instant::now();
-                continue;
-            }
-            let idle = KEEPALIVE_INTERVAL.saturating_sub(last_sent.elapsed());
-            crossbeam_channel::select! {
-                recv(waker) -> _ => {}
-                recv(stop) -> _ => return Ok(()),
-                default(idle) => {
-                    let mut ka = Vec::new();
-                    Message::KeepAlive.encode(&mut ka);
-                    (&stream).write_all(&ka)?;
-                    last_sent = Instant::now();
-                }
-            }
-        })();
-        let _ = stream.shutdown(Shutdown::Both);
-        result
-    }
-
     /// Stops every connection and joins its threads (bounded by `deadline`).
     pub fn shutdown(&self, deadline: Duration) {
         self.shutting_down.store(true, Ordering::SeqCst);
@@ -666,85 +478,11 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// `write_all` for a gather list (std's is unstable).
-fn write_all_vectored(mut stream: &TcpStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        match stream.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn protocol(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-fn drop_err(reason: DropReason) -> io::Error {
+pub(super) fn drop_err(reason: DropReason) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason.to_string())
 }
 
 /// Connections that failed the handshake are not worth a retry soon.
 pub fn is_permanent(e: &HandshakeError) -> bool {
     matches!(e, HandshakeError::WrongInfoHash | HandshakeError::OurOwnId)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn count(threads: usize, handshaking: usize, from_ip: usize) -> ThreadCount {
-        ThreadCount {
-            threads,
-            handshaking,
-            handshaking_from_ip: from_ip,
-        }
-    }
-
-    #[test]
-    fn below_max_peers_every_connection_gets_a_thread() {
-        assert!(room_for_incoming(count(49, 49, 49), 50));
-    }
-
-    #[test]
-    fn past_max_peers_only_spare_handshake_threads_and_half_per_address() {
-        let (max, spare) = (50, handshake_spare(50));
-        assert_eq!((spare, spare_per_ip(50)), (12, 6));
-        assert!(room_for_incoming(count(max, 0, 0), max));
-        assert!(room_for_incoming(count(max + 5, 5, 5), max));
-        assert!(
-            !room_for_incoming(count(max + 6, 6, 6), max),
-            "one address holds half the spare threads"
-        );
-        assert!(room_for_incoming(count(max + 6, 6, 0), max), "another may");
-        assert!(!room_for_incoming(count(max + spare, spare, 0), max));
-        // Threads past the spare ones (handshaken, not yet dropped) also stop it.
-        assert!(!room_for_incoming(count(max + spare, 0, 0), max));
-    }
-
-    #[test]
-    fn tiny_limits_still_leave_a_spare_thread_per_address() {
-        assert_eq!(spare_per_ip(1), 2);
-        assert!(room_for_incoming(count(1, 0, 0), 1));
-        assert!(room_for_incoming(count(2, 1, 1), 1));
-        assert!(!room_for_incoming(count(3, 2, 2), 1));
-    }
-
-    #[test]
-    fn pending_dials_leave_threads_below_the_limit_for_incoming() {
-        for max in [1, 2, 4, 8, 50] {
-            let budget = dial_budget(max);
-            assert!(budget >= 1 && (max == 1 || budget < max), "{max}: {budget}");
-            assert!(room_for_dial(budget - 1, budget - 1, max));
-            assert!(!room_for_dial(budget, budget, max), "{max}");
-            // Dials hanging in their handshake do not count against the
-            // spare handshake threads.
-            assert!(room_for_incoming(count(budget, 0, 0), max), "{max}");
-        }
-        assert!(!room_for_dial(4, 0, 4), "never past --max-peers");
-    }
 }

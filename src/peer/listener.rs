@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connection::handshake_spare;
+use super::budget::handshake_spare;
 use super::Swarm;
 use crate::runtime::listener::{Limits, Options, Service};
 

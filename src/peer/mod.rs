@@ -3,9 +3,15 @@
 //! thread that pulls what to send from the swarm state. Policy lives in
 //! `crate::swarm`; these threads only move bytes and report events.
 
+mod budget;
 pub mod connection;
 pub mod handshake;
 pub mod limiter;
 pub mod listener;
+mod reader;
+mod writer;
 
 pub use connection::{RateLimits, Swarm};
+
+#[cfg(test)]
+mod tests;

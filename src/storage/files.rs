@@ -1,11 +1,6 @@
-//! The torrent's files on disk, memory-mapped, addressed as one byte stream.
-//!
-//! Invariants the caller (the swarm state) upholds, which make the raw
-//! pointer access below sound:
-//! - a block is written by at most one thread at a time, and only while its
-//!   piece is neither being hashed nor verified;
-//! - a piece is read (hashed or uploaded) only when no block of it is being
-//!   written: during hashing, or after it was verified.
+//! The torrent's files on disk, memory-mapped, addressed as one byte stream:
+//! the [`PieceStore`] a node downloads into. The raw pointer access below
+//! is sound under the access rules in the `storage` module doc.
 //!
 //! Every path comes from a validated `Metainfo` (relative, safe components);
 //! folders are created below the data directory and checked to resolve
@@ -20,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use super::PieceStore;
 use crate::core::Metainfo;
 
 #[derive(Debug, thiserror::Error)]
@@ -145,16 +141,58 @@ impl Storage {
         unsafe { map.as_mut_ptr().add(offset as usize) }
     }
 
-    /// Reads `len` bytes from `reader` straight into the mapped block.
-    ///
-    /// # Safety
-    /// The caller holds exclusive write access to this block (module doc).
-    pub unsafe fn recv_block(
+    /// Calls madvise on the pages that lie wholly inside the piece (plus the
+    /// partial last page of a file when `include_file_tail`).
+    /// The first failure, with the index of its file, is returned.
+    fn advise_piece(
+        &self,
+        piece: usize,
+        len: u32,
+        advice: libc::c_int,
+        include_file_tail: bool,
+    ) -> Result<(), (usize, io::Error)> {
+        let page = self.page_size as u64;
+        for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
+            let start = offset.next_multiple_of(page);
+            let end = if include_file_tail && offset + n == self.files[file].length {
+                (offset + n).next_multiple_of(page)
+            } else {
+                (offset + n) / page * page
+            };
+            if end > start {
+                let map = self.files[file].map.as_ref().expect("mapped");
+                // SAFETY: the range lies inside the mapping; both advices
+                // used here leave the file's contents unchanged.
+                let rc = unsafe {
+                    libc::madvise(
+                        map.as_mut_ptr().add(start as usize) as *mut libc::c_void,
+                        (end - start) as usize,
+                        advice,
+                    )
+                };
+                if rc != 0 {
+                    return Err((file, io::Error::last_os_error()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which files (by index) hold bytes of piece `piece`.
+    pub fn files_of_piece(&self, piece: usize, len: u32) -> Vec<usize> {
+        self.segments(self.byte_range(piece, 0), len as u64)
+            .map(|(f, _, _)| f)
+            .collect()
+    }
+}
+
+impl PieceStore for Storage {
+    unsafe fn recv_block(
         &self,
         piece: usize,
         begin: u32,
         len: u32,
-        reader: &mut impl Read,
+        reader: &mut dyn Read,
     ) -> io::Result<()> {
         for (file, offset, n) in self.segments(self.byte_range(piece, begin), len as u64) {
             let dst = std::slice::from_raw_parts_mut(self.ptr(file, offset), n as usize);
@@ -163,36 +201,10 @@ impl Storage {
         Ok(())
     }
 
-    /// Copies `data` into the mapped block.
-    ///
-    /// # Safety
-    /// As for [`Storage::recv_block`].
-    pub unsafe fn write_block(&self, piece: usize, begin: u32, data: &[u8]) {
-        let mut reader = data;
-        self.recv_block(piece, begin, data.len() as u32, &mut reader)
-            .expect("a slice of the right length reads fully");
-    }
-
-    /// The mapped slices that make up the block, in order (more than one
-    /// when the block spans files).
-    ///
-    /// # Safety
-    /// No thread writes this block while the slices are alive (module doc).
-    pub unsafe fn block_slices(&self, piece: usize, begin: u32, len: u32) -> Vec<&[u8]> {
+    unsafe fn block_slices(&self, piece: usize, begin: u32, len: u32) -> Vec<&[u8]> {
         self.segments(self.byte_range(piece, begin), len as u64)
             .map(|(file, offset, n)| std::slice::from_raw_parts(self.ptr(file, offset), n as usize))
             .collect()
-    }
-
-    /// SHA-1 of piece `piece` of length `len` as it is on disk now.
-    pub fn hash_piece(&self, piece: usize, len: u32) -> [u8; 20] {
-        use sha1::{Digest, Sha1};
-        let mut h = Sha1::new();
-        // SAFETY: hashing happens only while nothing writes the piece.
-        for slice in unsafe { self.block_slices(piece, 0, len) } {
-            h.update(slice);
-        }
-        h.finalize().into()
     }
 
     /// Makes a piece ready to be written through the map, before its first
@@ -202,7 +214,7 @@ impl Storage {
     /// in one call, which is much cheaper than a page fault per 4 KiB while
     /// blocks are copied in. Filesystems without `fallocate` skip the
     /// reservation; kernels without MADV_POPULATE_WRITE skip the prefault.
-    pub fn prepare_piece(&self, piece: usize, len: u32) -> Result<(), StorageError> {
+    fn prepare_piece(&self, piece: usize, len: u32) -> Result<(), StorageError> {
         for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
             let path = &self.files[file].path;
             let fail = |source| StorageError::Io {
@@ -247,47 +259,10 @@ impl Storage {
         }
     }
 
-    /// Calls madvise on the pages that lie wholly inside the piece (plus the
-    /// partial last page of a file when `include_file_tail`).
-    /// The first failure, with the index of its file, is returned.
-    fn advise_piece(
-        &self,
-        piece: usize,
-        len: u32,
-        advice: libc::c_int,
-        include_file_tail: bool,
-    ) -> Result<(), (usize, io::Error)> {
-        let page = self.page_size as u64;
-        for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
-            let start = offset.next_multiple_of(page);
-            let end = if include_file_tail && offset + n == self.files[file].length {
-                (offset + n).next_multiple_of(page)
-            } else {
-                (offset + n) / page * page
-            };
-            if end > start {
-                let map = self.files[file].map.as_ref().expect("mapped");
-                // SAFETY: the range lies inside the mapping; both advices
-                // used here leave the file's contents unchanged.
-                let rc = unsafe {
-                    libc::madvise(
-                        map.as_mut_ptr().add(start as usize) as *mut libc::c_void,
-                        (end - start) as usize,
-                        advice,
-                    )
-                };
-                if rc != 0 {
-                    return Err((file, io::Error::last_os_error()));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Drops this process's mapping of a verified piece's pages: the data
     /// stays in the page cache and on disk, but no longer counts in our
     /// memory, so memory does not grow with the torrent's size.
-    pub fn release_piece(&self, piece: usize, len: u32) {
+    fn release_piece(&self, piece: usize, len: u32) {
         // MADV_DONTNEED on a shared file mapping keeps the data (dirty pages
         // are written back); it only unmaps them from this process.
         // Only a hint: memory use is all that depends on it.
@@ -295,20 +270,13 @@ impl Storage {
     }
 
     /// Writes every dirty page to disk and waits for it.
-    pub fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> io::Result<()> {
         for f in &self.files {
             if let Some(map) = &f.map {
                 map.flush()?;
             }
         }
         Ok(())
-    }
-
-    /// Which files (by index) hold bytes of piece `piece`.
-    pub fn files_of_piece(&self, piece: usize, len: u32) -> Vec<usize> {
-        self.segments(self.byte_range(piece, 0), len as u64)
-            .map(|(f, _, _)| f)
-            .collect()
     }
 }
 
@@ -340,6 +308,7 @@ fn map_file(file: &File, len: u64) -> io::Result<MmapRaw> {
 mod tests {
     use super::*;
     use crate::core::metainfo::FileEntry;
+    use crate::storage::PieceStore;
 
     fn meta(lengths: &[u64], piece_length: u64) -> Metainfo {
         let mut offset = 0;

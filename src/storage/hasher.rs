@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::Storage;
+use super::PieceStore;
 
 /// Why a piece is being hashed; comes back with the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl HashPool {
     /// Starts `threads` workers; results go to `results` (dropped silently
     /// once that receiver is gone, i.e. during shutdown).
     pub fn start(
-        storage: Arc<Storage>,
+        storage: Arc<dyn PieceStore>,
         hashes: Arc<PieceHashes>,
         threads: usize,
         results: Sender<HashResult>,
@@ -148,6 +148,7 @@ pub fn default_threads() -> usize {
 mod tests {
     use super::*;
     use crate::core::Metainfo;
+    use crate::storage::Storage;
 
     #[test]
     fn shutdown_finishes_queued_jobs_while_a_submitter_is_still_held() {

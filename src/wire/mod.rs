@@ -1,5 +1,6 @@
 //! Pure codecs: bytes in, typed messages out, and back. No sockets here.
 
+pub mod frame;
 pub mod peer;
 pub mod pex;
 pub mod tracker;

@@ -2,19 +2,21 @@
 //! functions from bytes to typed messages and back. No sockets here; the
 //! connection threads in `crate::peer` feed these functions.
 //!
-//! The reader in `crate::peer` decodes piece messages in two steps (a 13-byte
-//! header, then the payload straight into storage) to avoid a copy; every
-//! other message goes through [`decode_body`].
+//! Framing (length prefix, id, piece header, limits) is in [`super::frame`]:
+//! the reader in `crate::peer` uses it to read a piece message in two steps
+//! (its header, then the payload straight into storage) without a copy, and
+//! every other message's body goes through [`decode_body`]; [`decode_frame`]
+//! decodes a whole buffered frame with the same parser.
 
+use super::frame::{self, FrameHead, PieceHead, Prefix, PIECE_FIELDS_LEN};
+pub use super::frame::{max_frame_len, piece_header, PIECE_HEADER_LEN};
 use crate::core::bencode::{self, Value};
-use crate::core::{InfoHash, PeerId, BLOCK_SIZE};
+use crate::core::{InfoHash, PeerId};
 
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
 /// Largest block we serve when asked (requests over this drop the peer).
 pub const MAX_REQUEST_LEN: u32 = 128 * 1024;
-/// Size of a piece message header: length, id, index, begin.
-pub const PIECE_HEADER_LEN: usize = 13;
 /// Reserved bit for the extension protocol (BEP 10), byte 5.
 pub const RESERVED_EXTENSION: u8 = 0x10;
 
@@ -187,12 +189,6 @@ pub enum Message {
     Unknown(u8),
 }
 
-/// Largest frame accepted from a peer of a torrent with `num_pieces` pieces:
-/// a block plus header, or the bitfield, whichever is larger.
-pub fn max_frame_len(num_pieces: usize) -> u32 {
-    (BLOCK_SIZE + 9).max(num_pieces.div_ceil(8) as u32 + 1)
-}
-
 /// Decodes the body (id and payload, without the length prefix) of a frame.
 pub fn decode_body(id: u8, body: &[u8]) -> Result<Message, WireError> {
     let bad = || WireError::BadLength {
@@ -228,13 +224,14 @@ pub fn decode_body(id: u8, body: &[u8]) -> Result<Message, WireError> {
             }
         }
         id::PIECE => {
-            if body.len() < 8 {
+            let Some(fields) = body.first_chunk::<PIECE_FIELDS_LEN>() else {
                 return Err(bad());
-            }
+            };
+            let head = PieceHead::decode(fields, body.len());
             Message::Piece {
-                index: u32_at(0),
-                begin: u32_at(4),
-                data: body[8..].to_vec(),
+                index: head.index,
+                begin: head.begin,
+                data: body[PIECE_FIELDS_LEN..].to_vec(),
             }
         }
         id::PORT => {
@@ -256,22 +253,23 @@ pub fn decode_body(id: u8, body: &[u8]) -> Result<Message, WireError> {
 
 /// Decodes one whole frame from the start of `buf`: `Ok(None)` when more
 /// bytes are needed, otherwise the message and the bytes it used.
+/// The length prefix and the head are read by [`super::frame`], as the
+/// connection reader reads them.
 pub fn decode_frame(buf: &[u8], max_len: u32) -> Result<Option<(Message, usize)>, WireError> {
-    if buf.len() < 4 {
+    let Some(&prefix) = buf.first_chunk() else {
         return Ok(None);
-    }
-    let len = u32::from_be_bytes(buf[..4].try_into().unwrap());
-    if len > max_len {
-        return Err(WireError::TooLong { len, max: max_len });
-    }
-    if len == 0 {
-        return Ok(Some((Message::KeepAlive, 4)));
-    }
-    let total = 4 + len as usize;
+    };
+    let len = match frame::decode_prefix(prefix, max_len)? {
+        Prefix::KeepAlive => return Ok(Some((Message::KeepAlive, frame::PREFIX_LEN))),
+        Prefix::Message(len) => len,
+    };
+    let total = frame::PREFIX_LEN + len as usize;
     if buf.len() < total {
         return Ok(None);
     }
-    let msg = decode_body(buf[4], &buf[5..total])?;
+    let head = FrameHead::new(buf[frame::PREFIX_LEN], len)?;
+    let body = &buf[frame::PREFIX_LEN + 1..total];
+    let msg = decode_body(head.id, body)?;
     Ok(Some((msg, total)))
 }
 
@@ -314,16 +312,6 @@ impl Message {
             Message::Unknown(id) => frame(out, *id, &[]),
         }
     }
-}
-
-/// The 13 bytes before a block's data in a piece message.
-pub fn piece_header(index: u32, begin: u32, data_len: u32) -> [u8; PIECE_HEADER_LEN] {
-    let mut h = [0u8; PIECE_HEADER_LEN];
-    h[..4].copy_from_slice(&(9 + data_len).to_be_bytes());
-    h[4] = id::PIECE;
-    h[5..9].copy_from_slice(&index.to_be_bytes());
-    h[9..13].copy_from_slice(&begin.to_be_bytes());
-    h
 }
 
 #[cfg(test)]
@@ -432,12 +420,6 @@ mod tests {
             decode_frame(&[0, 0, 0, 3, 99, 1, 2], 100),
             Ok(Some((Message::Unknown(99), 7)))
         );
-    }
-
-    #[test]
-    fn max_frame_covers_big_bitfields() {
-        assert_eq!(max_frame_len(8), BLOCK_SIZE + 9);
-        assert_eq!(max_frame_len(1_000_000), 125_001);
     }
 
     #[test]
