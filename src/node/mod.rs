@@ -26,7 +26,7 @@ use crate::peer::{RateLimits, Swarm};
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
-use crate::swarm::torrent::{Layout, TorrentState};
+use crate::swarm::torrent::{HashOutcome, HashVerdict, Layout, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;
 use discovery::OverlayDiscovery;
@@ -90,13 +90,7 @@ pub fn run_torrent(
         total_length: meta.total_length,
     };
     let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
-    let mut state = TorrentState::new(
-        layout.clone(),
-        our_id,
-        config.upload_slots,
-        pool.submitter(),
-        seed,
-    );
+    let mut state = TorrentState::new(layout.clone(), our_id, config.upload_slots, seed);
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
 
@@ -152,6 +146,7 @@ pub fn run_torrent(
         our_id,
         config.max_peers,
         limits,
+        pool.submitter(),
     );
     let listener = Listener::start(listener, swarm.clone()).map_err(failed("peerwire listener"))?;
 
@@ -267,7 +262,14 @@ pub fn run_torrent(
             },
             recv(hash_rx) -> r => {
                 let Ok(r): Result<HashResult, _> = r else { break };
-                let outcome = swarm.state.lock().on_hash_result(r);
+                let outcome = match r.purpose {
+                    HashPurpose::Download => swarm.state.lock().on_hash_result(HashVerdict {
+                        piece: r.piece as u32,
+                        ok: r.ok,
+                    }),
+                    // Resume results are all read before the loop starts.
+                    HashPurpose::Resume => HashOutcome::default(),
+                };
                 for addr in outcome.banned {
                     log::warn!("banning {addr}: it sent data that failed the hash check");
                     candidates.ban(addr);

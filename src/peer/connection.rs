@@ -30,7 +30,7 @@ use super::handshake::{self, HandshakeError};
 use super::limiter::RateLimiter;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{source_key, Slot};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{HashJob, HashPurpose, Storage, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, decode_body, id, Handshake, Message};
@@ -111,6 +111,8 @@ pub struct Swarm {
     pub max_frame: u32,
     pub max_peers: usize,
     pub limits: RateLimits,
+    /// Where a reader sends a piece whose last block it wrote.
+    hash_jobs: Sender<HashJob>,
     shutting_down: AtomicBool,
     /// Closed (dropped) at shutdown: wakes every writer.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -147,6 +149,7 @@ impl Swarm {
         our_id: PeerId,
         max_peers: usize,
         limits: RateLimits,
+        hash_jobs: Sender<HashJob>,
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
@@ -159,6 +162,7 @@ impl Swarm {
             max_frame,
             max_peers,
             limits,
+            hash_jobs,
             shutting_down: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -388,7 +392,10 @@ impl Swarm {
                 theirs.peer_id,
                 theirs.supports_extensions(),
                 outgoing,
-                waker_tx.clone(),
+                {
+                    let tx = waker_tx.clone();
+                    move || _ = tx.try_send(())
+                },
             )
         };
         // At once: however the setup below fails (no file descriptor for a
@@ -505,7 +512,15 @@ impl Swarm {
                                 .recv_block(index as usize, begin, data_len, &mut r)
                         };
                         match written {
-                            Ok(()) => self.state.lock().finish_block(key, block),
+                            Ok(()) => {
+                                let ready = self.state.lock().finish_block(key, block);
+                                if let Some(p) = ready {
+                                    let _ = self.hash_jobs.send(HashJob {
+                                        piece: p.piece as usize,
+                                        purpose: HashPurpose::Download,
+                                    });
+                                }
+                            }
                             Err(e) => {
                                 self.state.lock().abort_block(block);
                                 return Err(e);

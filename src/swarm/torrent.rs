@@ -14,14 +14,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
 use super::eviction::{self, PeerActivity};
 use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
 use super::suspicion::{Suspicion, Verdict};
 use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
-use crate::storage::{HashJob, HashPurpose, HashResult};
 use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
 use crate::wire::pex;
 
@@ -125,7 +122,7 @@ pub struct PeerState {
     requested: HashSet<Block>,
     uploads: VecDeque<BlockRequest>,
     outbox: Vec<Message>,
-    waker: Sender<()>,
+    waker: Box<dyn Wake>,
     reqq: u32,
     window: u32,
     pub down: Rate,
@@ -150,12 +147,40 @@ pub struct PeerState {
 
 impl PeerState {
     fn wake(&self) {
-        let _ = self.waker.try_send(());
+        self.waker.wake();
     }
     fn send(&mut self, m: Message) {
         self.outbox.push(m);
         self.wake();
     }
+}
+
+/// How the state tells a connection's writer there is something to send.
+/// Must not block (the state's lock is held); a wake may be coalesced with
+/// one still pending. Any `Fn() + Send` is one, e.g. a closure that
+/// `try_send`s on the writer's channel.
+pub trait Wake: Send {
+    fn wake(&self);
+}
+
+impl<F: Fn() + Send> Wake for F {
+    fn wake(&self) {
+        self()
+    }
+}
+
+/// A piece whose last block is on disk: the caller hands it to the hash
+/// pool, and brings the verdict back through [`TorrentState::on_hash_result`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceReady {
+    pub piece: u32,
+}
+
+/// The hash check of a downloaded piece (see [`PieceReady`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashVerdict {
+    pub piece: u32,
+    pub ok: bool,
 }
 
 /// What a connection's writer should send now.
@@ -213,7 +238,6 @@ pub struct TorrentState {
     banned_ids: HashSet<PeerId>,
     /// Blame for failed pieces, suspensions, unverified-piece budgets.
     suspicion: Suspicion,
-    hash_jobs: Sender<HashJob>,
     pub stats: Stats,
     pub listen_port: u16,
     /// Peer exchange (BEP 11) on; off for private torrents (BEP 27).
@@ -223,13 +247,7 @@ pub struct TorrentState {
 }
 
 impl TorrentState {
-    pub fn new(
-        layout: Layout,
-        our_id: PeerId,
-        upload_slots: usize,
-        hash_jobs: Sender<HashJob>,
-        seed: u64,
-    ) -> TorrentState {
+    pub fn new(layout: Layout, our_id: PeerId, upload_slots: usize, seed: u64) -> TorrentState {
         let counts = (0..layout.num_pieces)
             .map(|p| layout.blocks_in(p))
             .collect();
@@ -246,7 +264,6 @@ impl TorrentState {
             contributors: HashMap::new(),
             banned_ids: HashSet::new(),
             suspicion: Suspicion::default(),
-            hash_jobs,
             stats: Stats::default(),
             listen_port: 0,
             pex_enabled: true,
@@ -342,7 +359,7 @@ impl TorrentState {
         peer_id: PeerId,
         extensions: bool,
         outgoing: bool,
-        waker: Sender<()>,
+        waker: impl Wake + 'static,
     ) -> PeerKey {
         let key = self.next_key;
         self.next_key += 1;
@@ -360,7 +377,7 @@ impl TorrentState {
             requested: HashSet::new(),
             uploads: VecDeque::new(),
             outbox: Vec::new(),
-            waker,
+            waker: Box::new(waker),
             reqq: DEFAULT_PEER_REQQ,
             window: MIN_WINDOW,
             down: Rate::default(),
@@ -762,9 +779,10 @@ impl TorrentState {
         }
     }
 
-    /// The block is on disk: count it, hash the piece if it is complete,
-    /// and ask this peer for more.
-    pub fn finish_block(&mut self, key: PeerKey, block: Block) {
+    /// The block is on disk: count it and ask this peer for more. The last
+    /// block of a piece makes it ready to hash: the caller queues the job.
+    #[must_use = "a ready piece must be handed to the hash pool"]
+    pub fn finish_block(&mut self, key: PeerKey, block: Block) -> Option<PieceReady> {
         let len = self.layout.block_len(block) as u64;
         self.stats.downloaded += len;
         if let Some(peer) = self.peers.get_mut(&key) {
@@ -776,13 +794,12 @@ impl TorrentState {
             .entry(block.piece)
             .or_default()
             .insert(key);
-        if self.picker.finish_block(block) {
-            let _ = self.hash_jobs.send(HashJob {
-                piece: block.piece as usize,
-                purpose: HashPurpose::Download,
-            });
-        }
+        let ready = self
+            .picker
+            .finish_block(block)
+            .then_some(PieceReady { piece: block.piece });
         self.fill(key);
+        ready
     }
 
     /// Reading the block's payload failed half-way.
@@ -796,12 +813,9 @@ impl TorrentState {
     /// banned; the other contributors of a shared failure are suspended
     /// until it is settled, and the piece is refetched from a single peer
     /// (see the picker) so the next failure has one culprit.
-    pub fn on_hash_result(&mut self, r: HashResult) -> HashOutcome {
+    pub fn on_hash_result(&mut self, r: HashVerdict) -> HashOutcome {
         let mut outcome = HashOutcome::default();
-        if r.purpose != HashPurpose::Download {
-            return outcome;
-        }
-        let piece = r.piece as u32;
+        let piece = r.piece;
         let senders = self.contributors.remove(&piece).unwrap_or_default();
         // Live senders and the other pieces each has awaiting a verdict;
         // senders already gone are not passed to `suspicion` (they would
@@ -815,7 +829,8 @@ impl TorrentState {
         }
         let live: HashSet<PeerKey> = unsettled.keys().copied().collect();
         let was_complete = self.is_complete();
-        self.picker.hash_done(r.piece, r.ok, senders.len() > 1);
+        self.picker
+            .hash_done(piece as usize, r.ok, senders.len() > 1);
         if r.ok {
             self.stats.pieces_downloaded += 1;
             self.suspicion.on_pass(piece, &live);
@@ -823,7 +838,7 @@ impl TorrentState {
             for k in keys {
                 let peer = self.peers.get_mut(&k).expect("key from map");
                 peer.send(Message::Have(piece));
-                if peer.bitfield.get(r.piece) {
+                if peer.bitfield.get(piece as usize) {
                     peer.wanted_from = peer.wanted_from.saturating_sub(1);
                 }
                 self.update_interest(k);
@@ -834,7 +849,7 @@ impl TorrentState {
             outcome.completed = !was_complete && self.is_complete();
         } else {
             self.stats.hash_failures += 1;
-            self.stats.wasted += self.layout.piece_len(r.piece) as u64;
+            self.stats.wasted += self.layout.piece_len(piece as usize) as u64;
             // All senders, gone or not, count for "sole sender": one that
             // left does not make its co-contributor the only suspect.
             let verdicts = self
@@ -1003,22 +1018,27 @@ pub struct PeerSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-    fn state(
-        pieces: usize,
-        piece_len: u64,
-    ) -> (TorrentState, crossbeam_channel::Receiver<HashJob>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
+    fn state(pieces: usize, piece_len: u64) -> TorrentState {
         let layout = Layout {
             num_pieces: pieces,
             piece_length: piece_len,
             total_length: pieces as u64 * piece_len,
         };
-        (TorrentState::new(layout, PeerId([0; 20]), 4, tx, 42), rx)
+        TorrentState::new(layout, PeerId([0; 20]), 4, 42)
     }
 
-    fn add_peer(s: &mut TorrentState, port: u16) -> (PeerKey, crossbeam_channel::Receiver<()>) {
-        let (wtx, wrx) = crossbeam_channel::bounded(1);
+    /// Counts the wakes a connection's writer would get.
+    fn waker() -> (impl Wake, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = n.clone();
+        (move || _ = m.fetch_add(1, Ordering::Relaxed), n)
+    }
+
+    fn add_peer(s: &mut TorrentState, port: u16) -> (PeerKey, Arc<AtomicUsize>) {
+        let (wtx, wrx) = waker();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut id = [0u8; 20];
         id[..2].copy_from_slice(&port.to_be_bytes());
@@ -1037,7 +1057,7 @@ mod tests {
 
     #[test]
     fn seeder_bitfield_makes_us_interested_then_unchoke_fills_the_pipeline() {
-        let (mut s, _jobs) = state(4, 2 * BLOCK_SIZE as u64);
+        let mut s = state(4, 2 * BLOCK_SIZE as u64);
         let (k, _w) = add_peer(&mut s, 1);
         s.on_message(k, Message::Bitfield(vec![0xf0])).unwrap();
         let out = s.take_outgoing(k, 0, 10);
@@ -1053,7 +1073,7 @@ mod tests {
 
     #[test]
     fn choke_returns_blocks_to_other_peers_at_once() {
-        let (mut s, _jobs) = state(1, 2 * BLOCK_SIZE as u64);
+        let mut s = state(1, 2 * BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         let (b, _wb) = add_peer(&mut s, 2);
         for k in [a, b] {
@@ -1076,20 +1096,14 @@ mod tests {
 
     #[test]
     fn complete_piece_is_hashed_and_have_broadcast_once() {
-        let (mut s, jobs) = state(1, BLOCK_SIZE as u64);
+        let mut s = state(1, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         let (b, _wb) = add_peer(&mut s, 2);
         s.on_message(a, Message::Bitfield(vec![0x80])).unwrap();
         s.on_message(a, Message::Unchoke).unwrap();
         let (block, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
-        s.finish_block(a, block);
-        let job = jobs.try_recv().unwrap();
-        assert_eq!(job.piece, 0);
-        let outcome = s.on_hash_result(HashResult {
-            piece: 0,
-            purpose: HashPurpose::Download,
-            ok: true,
-        });
+        assert_eq!(s.finish_block(a, block), Some(PieceReady { piece: 0 }));
+        let outcome = s.on_hash_result(HashVerdict { piece: 0, ok: true });
         assert!(outcome.completed);
         let haves = |o: Outgoing| {
             o.messages
@@ -1105,19 +1119,15 @@ mod tests {
 
     #[test]
     fn have_for_a_piece_being_hashed_is_counted_once() {
-        let (mut s, _jobs) = state(2, BLOCK_SIZE as u64);
+        let mut s = state(2, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         let (b, _wb) = add_peer(&mut s, 2);
         s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
         s.on_message(a, Message::Unchoke).unwrap();
         let (block, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
-        s.finish_block(a, block); // piece 0 is now being hashed
+        let _ = s.finish_block(a, block); // piece 0 is now being hashed
         s.on_message(b, Message::Have(0)).unwrap();
-        s.on_hash_result(HashResult {
-            piece: 0,
-            purpose: HashPurpose::Download,
-            ok: true,
-        });
+        s.on_hash_result(HashVerdict { piece: 0, ok: true });
         let out = s.take_outgoing(b, 0, 0);
         assert!(out.messages.contains(&Message::Interested));
         assert!(
@@ -1128,15 +1138,14 @@ mod tests {
 
     #[test]
     fn sole_sender_of_a_bad_piece_is_dropped_and_banned() {
-        let (mut s, _jobs) = state(2, BLOCK_SIZE as u64);
+        let mut s = state(2, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
         s.on_message(a, Message::Unchoke).unwrap();
         let (block, _) = s.begin_block(a, 1, 0, BLOCK_SIZE).unwrap().unwrap();
-        s.finish_block(a, block);
-        let outcome = s.on_hash_result(HashResult {
+        let _ = s.finish_block(a, block);
+        let outcome = s.on_hash_result(HashVerdict {
             piece: 1,
-            purpose: HashPurpose::Download,
             ok: false,
         });
         assert_eq!(outcome.banned.len(), 1);
@@ -1152,7 +1161,7 @@ mod tests {
     /// fresh evidence against either (the review's reproduction).
     #[test]
     fn two_shared_failures_in_flight_do_not_ban_the_honest_peer() {
-        let (mut s, _jobs) = state(4, 2 * BLOCK_SIZE as u64);
+        let mut s = state(4, 2 * BLOCK_SIZE as u64);
         let (honest, _wa) = add_peer(&mut s, 1);
         let (corrupt, _wb) = add_peer(&mut s, 2);
         for k in [honest, corrupt] {
@@ -1166,23 +1175,16 @@ mod tests {
                 .begin_block(honest, piece, 0, BLOCK_SIZE)
                 .unwrap()
                 .unwrap();
-            s.finish_block(honest, b0);
+            let _ = s.finish_block(honest, b0);
             let (b1, _) = s
                 .begin_block(corrupt, piece, BLOCK_SIZE, BLOCK_SIZE)
                 .unwrap()
                 .unwrap();
-            s.finish_block(corrupt, b1);
+            let _ = s.finish_block(corrupt, b1);
         }
         let mut banned = vec![];
         for piece in 0..2 {
-            banned.extend(
-                s.on_hash_result(HashResult {
-                    piece,
-                    purpose: HashPurpose::Download,
-                    ok: false,
-                })
-                .banned,
-            );
+            banned.extend(s.on_hash_result(HashVerdict { piece, ok: false }).banned);
         }
         let honest_addr = s.peers[&honest].addr;
         assert!(
@@ -1198,7 +1200,7 @@ mod tests {
     /// every live contributor).
     #[test]
     fn a_departed_contributor_is_neither_kept_nor_remembered() {
-        let (mut s, _jobs) = state(3, 3 * BLOCK_SIZE as u64);
+        let mut s = state(3, 3 * BLOCK_SIZE as u64);
         let keys: Vec<PeerKey> = (1..=3).map(|p| add_peer(&mut s, p).0).collect();
         for &k in &keys {
             s.on_message(k, Message::Bitfield(vec![0xe0])).unwrap();
@@ -1207,13 +1209,12 @@ mod tests {
         for (i, &k) in keys.iter().enumerate() {
             let begin = i as u32 * BLOCK_SIZE;
             let (b, _) = s.begin_block(k, 0, begin, BLOCK_SIZE).unwrap().unwrap();
-            s.finish_block(k, b);
+            let _ = s.finish_block(k, b);
         }
         // The oldest connection, which would win every tie, leaves.
         s.unregister(keys[0]);
-        s.on_hash_result(HashResult {
+        s.on_hash_result(HashVerdict {
             piece: 0,
-            purpose: HashPurpose::Download,
             ok: false,
         });
         let live_suspended = keys[1..]
@@ -1225,11 +1226,7 @@ mod tests {
             !s.suspicion.knows(keys[0]),
             "the departed peer was recreated"
         );
-        s.on_hash_result(HashResult {
-            piece: 1,
-            purpose: HashPurpose::Download,
-            ok: true,
-        });
+        s.on_hash_result(HashVerdict { piece: 1, ok: true });
         assert!(
             !s.suspicion.knows(keys[0]),
             "the departed peer was recreated"
@@ -1238,7 +1235,7 @@ mod tests {
 
     #[test]
     fn a_shared_bad_piece_suspends_a_contributor_and_discards_its_data() {
-        let (mut s, _jobs) = state(3, 2 * BLOCK_SIZE as u64);
+        let mut s = state(3, 2 * BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         let (b, _wb) = add_peer(&mut s, 2);
         for k in [a, b] {
@@ -1247,15 +1244,14 @@ mod tests {
         }
         // Piece 0: one block from each.
         let (b0, _) = s.begin_block(a, 0, 0, BLOCK_SIZE).unwrap().unwrap();
-        s.finish_block(a, b0);
+        let _ = s.finish_block(a, b0);
         let (b1, _) = s
             .begin_block(b, 0, BLOCK_SIZE, BLOCK_SIZE)
             .unwrap()
             .unwrap();
-        s.finish_block(b, b1);
-        let outcome = s.on_hash_result(HashResult {
+        let _ = s.finish_block(b, b1);
+        let outcome = s.on_hash_result(HashVerdict {
             piece: 0,
-            purpose: HashPurpose::Download,
             ok: false,
         });
         assert!(outcome.banned.is_empty(), "shared: nobody is banned yet");
@@ -1278,7 +1274,7 @@ mod tests {
 
     #[test]
     fn a_full_swarm_evicts_an_idle_peer_past_its_grace_for_a_newcomer() {
-        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let mut s = state(1, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         let (b, _wb) = add_peer(&mut s, 2);
         let now = Instant::now();
@@ -1302,7 +1298,7 @@ mod tests {
 
     #[test]
     fn a_writer_of_an_unregistered_peer_sees_a_normal_close() {
-        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let mut s = state(1, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         s.unregister(a);
         assert_eq!(s.take_outgoing(a, 0, 0).close, Some(DropReason::Closed));
@@ -1310,7 +1306,7 @@ mod tests {
 
     #[test]
     fn requests_are_served_only_when_unchoked_and_bounded() {
-        let (mut s, _jobs) = state(1, BLOCK_SIZE as u64);
+        let mut s = state(1, BLOCK_SIZE as u64);
         s.resume_piece(0);
         let (a, _wa) = add_peer(&mut s, 1);
         let r = BlockRequest {
@@ -1343,7 +1339,7 @@ mod tests {
 
     #[test]
     fn have_out_of_range_and_bad_bitfield_drop_the_peer() {
-        let (mut s, _jobs) = state(3, BLOCK_SIZE as u64);
+        let mut s = state(3, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1);
         assert!(s.on_message(a, Message::Have(3)).is_err());
         let (b, _wb) = add_peer(&mut s, 2);
@@ -1358,8 +1354,8 @@ mod tests {
         addr: SocketAddr,
         outgoing: bool,
         listen_port: Option<u16>,
-    ) -> (PeerKey, Option<u8>, crossbeam_channel::Receiver<()>) {
-        let (wtx, wrx) = crossbeam_channel::bounded(1);
+    ) -> (PeerKey, Option<u8>, Arc<AtomicUsize>) {
+        let (wtx, wrx) = waker();
         let key = s.register(addr, PeerId([3; 20]), true, outgoing, wtx);
         let ours = s.take_outgoing(key, 0, 0).messages;
         let Some(Message::Extended { payload, .. }) = ours.first() else {
@@ -1394,7 +1390,7 @@ mod tests {
 
     #[test]
     fn peer_exchange_tells_connectable_peers_and_learns_bounded() {
-        let (mut s, _rx) = state(4, BLOCK_SIZE as u64);
+        let mut s = state(4, BLOCK_SIZE as u64);
         let (a, _wa) = add_peer(&mut s, 1001);
         let (_b, _wb) = add_peer(&mut s, 1002);
         // An incoming peer: its address has an ephemeral port; its
@@ -1443,7 +1439,7 @@ mod tests {
 
     #[test]
     fn private_torrents_do_not_exchange_peers() {
-        let (mut s, _rx) = state(4, BLOCK_SIZE as u64);
+        let mut s = state(4, BLOCK_SIZE as u64);
         s.pex_enabled = false;
         let _ = add_peer(&mut s, 1001);
         let addr = SocketAddr::from(([127, 0, 0, 3], 5));
