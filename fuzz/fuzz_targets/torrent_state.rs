@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use btnode::core::PeerId;
-use btnode::swarm::torrent::{HashVerdict, Layout, TorrentState};
+use btnode::core::{PeerId, PieceGeometry};
+use btnode::swarm::torrent::{HashVerdict, TorrentState};
 use btnode::wire::peer::{decode_frame, max_frame_len, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -19,11 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let num_pieces = data[0] as usize % 16 + 1;
     let piece_length = 16384 * (data[1] as u64 % 4 + 1);
     let tail = 1 + (data[2] as u64 * 997) % piece_length;
-    let layout = Layout {
-        num_pieces,
-        piece_length,
-        total_length: (num_pieces as u64 - 1) * piece_length + tail,
-    };
+    let total_length = (num_pieces as u64 - 1) * piece_length + tail;
+    let layout = PieceGeometry::new(total_length, piece_length).expect("geometry");
     let mut st = TorrentState::new(layout, PeerId([1; 20]), 4, 7);
     let mut ready = Vec::new();
     let addr: SocketAddr = "127.0.0.2:6881".parse().expect("address");

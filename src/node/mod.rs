@@ -26,7 +26,7 @@ use crate::peer::{RateLimits, Swarm};
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::{HashJob, HashPurpose, HashResult, Storage};
-use crate::swarm::torrent::{HashOutcome, HashVerdict, Layout, TorrentState};
+use crate::swarm::torrent::{HashOutcome, HashVerdict, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;
 use discovery::OverlayDiscovery;
@@ -78,19 +78,14 @@ pub fn run_torrent(
     let storage = Arc::new(storage);
     let hashes = Arc::new(PieceHashes {
         expected: meta.piece_hashes.clone(),
-        piece_length: meta.piece_length,
-        total_length: meta.total_length,
+        geometry: meta.geometry(),
     });
     let (hash_tx, hash_rx) = crossbeam_channel::unbounded();
     let pool = HashPool::start(storage.clone(), hashes, hasher::default_threads(), hash_tx);
 
-    let layout = Layout {
-        num_pieces: meta.num_pieces(),
-        piece_length: meta.piece_length,
-        total_length: meta.total_length,
-    };
+    let geometry = meta.geometry();
     let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
-    let mut state = TorrentState::new(layout.clone(), our_id, config.upload_slots, seed);
+    let mut state = TorrentState::new(geometry, our_id, config.upload_slots, seed);
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
 
@@ -98,7 +93,7 @@ pub fn run_torrent(
     let to_check: Vec<usize> = (0..meta.num_pieces())
         .filter(|&p| {
             storage
-                .files_of_piece(p, layout.piece_len(p))
+                .files_of_piece(p, geometry.piece_len(p))
                 .iter()
                 .all(|&f| !report.created[f])
         })

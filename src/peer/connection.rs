@@ -153,7 +153,7 @@ impl Swarm {
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
-        let max_frame = peer::max_frame_len(state.layout.num_pieces);
+        let max_frame = peer::max_frame_len(state.geometry().num_pieces());
         Arc::new(Swarm {
             state: Mutex::new(state),
             storage,
@@ -496,7 +496,7 @@ impl Swarm {
                 match decision.map_err(drop_err)? {
                     Some((block, first_of_piece)) => {
                         if first_of_piece {
-                            let piece_len = self.state.lock().layout.piece_len(index as usize);
+                            let piece_len = self.state.lock().geometry().piece_len(index as usize);
                             if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
                                 // Our fault, not the peer's: keep it, drop the
                                 // block, and let the node stop.

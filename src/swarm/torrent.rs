@@ -18,7 +18,7 @@ use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
 use super::eviction::{self, PeerActivity};
 use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
 use super::suspicion::{Suspicion, Verdict};
-use crate::core::{Bitfield, PeerId, BLOCK_SIZE};
+use crate::core::{Bitfield, PeerId, PieceGeometry, BLOCK_SIZE};
 use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
 use crate::wire::pex;
 
@@ -36,32 +36,6 @@ const MAX_PEX_LEARNED: usize = 500;
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 pub const MIN_WINDOW: u32 = 128;
 pub const MAX_WINDOW: u32 = 1024;
-
-/// Sizes of the torrent, enough to validate requests.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    pub num_pieces: usize,
-    pub piece_length: u64,
-    pub total_length: u64,
-}
-
-impl Layout {
-    pub fn piece_len(&self, piece: usize) -> u32 {
-        let start = piece as u64 * self.piece_length;
-        (self.total_length - start).min(self.piece_length) as u32
-    }
-    pub fn blocks_in(&self, piece: usize) -> u32 {
-        self.piece_len(piece).div_ceil(BLOCK_SIZE)
-    }
-    pub fn block_len(&self, block: Block) -> u32 {
-        let piece_len = self.piece_len(block.piece as usize);
-        (piece_len - block.index * BLOCK_SIZE).min(BLOCK_SIZE)
-    }
-    pub fn left(&self, have: &Bitfield) -> u64 {
-        let have_bytes: u64 = have.iter_ones().map(|p| self.piece_len(p) as u64).sum();
-        self.total_length - have_bytes
-    }
-}
 
 /// Why a peer must be disconnected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,7 +199,7 @@ pub struct HashOutcome {
 }
 
 pub struct TorrentState {
-    pub layout: Layout,
+    geometry: PieceGeometry,
     pub our_id: PeerId,
     picker: PiecePicker,
     peers: HashMap<PeerKey, PeerState>,
@@ -247,14 +221,19 @@ pub struct TorrentState {
 }
 
 impl TorrentState {
-    pub fn new(layout: Layout, our_id: PeerId, upload_slots: usize, seed: u64) -> TorrentState {
-        let counts = (0..layout.num_pieces)
-            .map(|p| layout.blocks_in(p))
+    pub fn new(
+        geometry: PieceGeometry,
+        our_id: PeerId,
+        upload_slots: usize,
+        seed: u64,
+    ) -> TorrentState {
+        let counts = (0..geometry.num_pieces())
+            .map(|p| geometry.blocks_in(p))
             .collect();
         let now = Instant::now();
         TorrentState {
             picker: PiecePicker::new(counts, seed),
-            layout,
+            geometry,
             our_id,
             peers: HashMap::new(),
             next_key: 1,
@@ -285,7 +264,16 @@ impl TorrentState {
     }
 
     pub fn left(&self) -> u64 {
-        self.layout.left(self.picker.have())
+        self.geometry.left(self.picker.have())
+    }
+
+    /// The torrent's piece and block sizes.
+    pub fn geometry(&self) -> &PieceGeometry {
+        &self.geometry
+    }
+
+    fn block_len(&self, block: Block) -> u32 {
+        self.geometry.block_len(block.piece as usize, block.index)
     }
 
     pub fn num_peers(&self) -> usize {
@@ -368,7 +356,7 @@ impl TorrentState {
             outgoing,
             peer_id,
             client: None,
-            bitfield: Bitfield::new(self.layout.num_pieces),
+            bitfield: Bitfield::new(self.geometry.num_pieces()),
             wanted_from: 0,
             am_choking: true,
             am_interested: false,
@@ -429,7 +417,7 @@ impl TorrentState {
 
     /// Handles every message except piece data.
     pub fn on_message(&mut self, key: PeerKey, msg: Message) -> Result<(), DropReason> {
-        let n = self.layout.num_pieces;
+        let n = self.geometry.num_pieces();
         match msg {
             Message::KeepAlive | Message::Port(_) | Message::Unknown(_) => {}
             Message::Choke => {
@@ -459,10 +447,11 @@ impl TorrentState {
                 peer.peer_interested = false;
             }
             Message::Have(i) => {
-                let i = i as usize;
-                if i >= n {
-                    return Err(DropReason::Protocol("have for a piece that does not exist"));
-                }
+                let i = self
+                    .geometry
+                    .validate(i)
+                    .ok_or(DropReason::Protocol("have for a piece that does not exist"))?
+                    .as_usize();
                 let we_want = !self.have().get(i);
                 let peer = self.peer_mut(key)?;
                 if peer.bitfield.set(i) {
@@ -624,12 +613,9 @@ impl TorrentState {
     }
 
     fn valid_request(&self, r: &BlockRequest) -> bool {
-        let i = r.index as usize;
-        i < self.layout.num_pieces
-            && r.length > 0
-            && r.begin
-                .checked_add(r.length)
-                .is_some_and(|end| end <= self.layout.piece_len(i))
+        self.geometry
+            .validate(r.index)
+            .is_some_and(|piece| self.geometry.contains(piece, r.begin, r.length))
     }
 
     fn peer_mut(&mut self, key: PeerKey) -> Result<&mut PeerState, DropReason> {
@@ -682,7 +668,7 @@ impl TorrentState {
         }
         // Blocks of at most `piece_budget` pieces outstanding or awaiting
         // their hash (see `suspicion`): counted in whole pieces' blocks.
-        let per_piece = self.layout.blocks_in(0) as usize;
+        let per_piece = self.geometry.blocks_in(0) as usize;
         let budget = self.suspicion.piece_budget(key) * per_piece;
         let limit = (peer.window.min(peer.reqq) as usize)
             .min(budget.saturating_sub(peer.unsettled.len() * per_piece));
@@ -707,7 +693,7 @@ impl TorrentState {
             peer.outbox.push(Message::Request(BlockRequest {
                 index: b.piece,
                 begin: b.index * BLOCK_SIZE,
-                length: self.layout.block_len(b),
+                length: self.geometry.block_len(b.piece as usize, b.index),
             }));
         }
         peer.wake();
@@ -730,19 +716,21 @@ impl TorrentState {
         begin: u32,
         len: u32,
     ) -> Result<Option<(Block, bool)>, DropReason> {
-        let valid = (index as usize) < self.layout.num_pieces
-            && begin.is_multiple_of(BLOCK_SIZE)
-            && begin < self.layout.piece_len(index as usize);
-        let block = Block {
-            piece: index,
-            index: begin / BLOCK_SIZE,
-        };
-        if !valid || self.layout.block_len(block) != len {
+        let block = self
+            .geometry
+            .validate(index)
+            .filter(|&p| begin.is_multiple_of(BLOCK_SIZE) && begin < self.geometry.len_of(p))
+            .map(|p| Block {
+                piece: p.get(),
+                index: begin / BLOCK_SIZE,
+            })
+            .filter(|&b| self.block_len(b) == len);
+        let Some(block) = block else {
             // Not a block we would ever ask for: the peer is broken.
             return Err(DropReason::Protocol(
                 "piece message for a block we never request",
             ));
-        }
+        };
         let suspended = self.suspicion.is_suspended(key);
         let peer = self.peer_mut(key)?;
         peer.requested.remove(&block);
@@ -783,7 +771,7 @@ impl TorrentState {
     /// block of a piece makes it ready to hash: the caller queues the job.
     #[must_use = "a ready piece must be handed to the hash pool"]
     pub fn finish_block(&mut self, key: PeerKey, block: Block) -> Option<PieceReady> {
-        let len = self.layout.block_len(block) as u64;
+        let len = self.block_len(block) as u64;
         self.stats.downloaded += len;
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.down.add(len);
@@ -849,7 +837,7 @@ impl TorrentState {
             outcome.completed = !was_complete && self.is_complete();
         } else {
             self.stats.hash_failures += 1;
-            self.stats.wasted += self.layout.piece_len(piece as usize) as u64;
+            self.stats.wasted += self.geometry.piece_len(piece as usize) as u64;
             // All senders, gone or not, count for "sole sender": one that
             // left does not make its co-contributor the only suspect.
             let verdicts = self
@@ -1022,12 +1010,8 @@ mod tests {
     use std::sync::Arc;
 
     fn state(pieces: usize, piece_len: u64) -> TorrentState {
-        let layout = Layout {
-            num_pieces: pieces,
-            piece_length: piece_len,
-            total_length: pieces as u64 * piece_len,
-        };
-        TorrentState::new(layout, PeerId([0; 20]), 4, 42)
+        let geometry = PieceGeometry::new(pieces as u64 * piece_len, piece_len).unwrap();
+        TorrentState::new(geometry, PeerId([0; 20]), 4, 42)
     }
 
     /// Counts the wakes a connection's writer would get.
