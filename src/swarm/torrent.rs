@@ -387,10 +387,7 @@ impl TorrentState {
                 listen_port: Some(self.listen_port).filter(|&p| p != 0),
                 ut_pex: self.pex_enabled.then_some(pex::OUR_UT_PEX_ID),
             };
-            peer.send(Message::Extended {
-                ext_id: 0,
-                payload: hs.encode(),
-            });
+            peer.send(Message::ExtendedHandshake(hs));
         }
         if self.have().count() > 0 {
             peer.send(Message::Bitfield(self.have().as_bytes().to_vec()));
@@ -512,28 +509,33 @@ impl TorrentState {
                 let _ = (index, begin, data);
                 return Err(DropReason::Protocol("piece data must be streamed"));
             }
-            Message::Extended { ext_id, payload } => {
-                if ext_id == 0 {
-                    if let Ok(hs) = ExtendedHandshake::decode(&payload) {
-                        let pex_enabled = self.pex_enabled;
-                        let peer = self.peer_mut(key)?;
-                        if let Some(q) = hs.reqq {
-                            peer.reqq = q.max(1);
-                        }
-                        peer.client = hs.client;
-                        if let (false, Some(port)) = (peer.outgoing, hs.listen_port) {
-                            peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), port));
-                        }
-                        if pex_enabled && peer.ut_pex.is_none() && hs.ut_pex.is_some() {
-                            // The first message goes out at the next tick.
-                            peer.pex_due = Some(Instant::now());
-                        }
-                        peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
-                    }
-                } else if ext_id == pex::OUR_UT_PEX_ID && self.pex_enabled {
-                    self.on_pex(key, &payload)?;
+            Message::ExtendedHandshake(hs) => {
+                let pex_enabled = self.pex_enabled;
+                let peer = self.peer_mut(key)?;
+                if let Some(q) = hs.reqq {
+                    peer.reqq = q.max(1);
                 }
+                peer.client = hs.client;
+                if let (false, Some(port)) = (peer.outgoing, hs.listen_port) {
+                    peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), port));
+                }
+                if pex_enabled && peer.ut_pex.is_none() && hs.ut_pex.is_some() {
+                    // The first message goes out at the next tick.
+                    peer.pex_due = Some(Instant::now());
+                }
+                peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
             }
+            Message::Pex { pex, .. } if self.pex_enabled => self.on_pex(key, Some(pex))?,
+            // A `ut_pex` message that did not decode still counts as the
+            // peer's exchange (see `on_pex`).
+            Message::Extended { ext_id, .. }
+                if ext_id == pex::OUR_UT_PEX_ID && self.pex_enabled =>
+            {
+                self.on_pex(key, None)?
+            }
+            // Undecodable handshakes, extensions we do not speak, and peer
+            // exchange on a private torrent are ignored.
+            Message::Pex { .. } | Message::Extended { .. } => {}
         }
         Ok(())
     }
@@ -542,7 +544,7 @@ impl TorrentState {
     /// malformed one is ignored, and so is one that comes sooner than
     /// [`PEX_MIN_GAP`] after the last (BEP 11 asks for one a minute), so a
     /// peer cannot flood us with addresses.
-    fn on_pex(&mut self, key: PeerKey, payload: &[u8]) -> Result<(), DropReason> {
+    fn on_pex(&mut self, key: PeerKey, msg: Option<pex::PexMessage>) -> Result<(), DropReason> {
         let now = Instant::now();
         let peer = self.peer_mut(key)?;
         if peer
@@ -552,7 +554,7 @@ impl TorrentState {
             return Ok(());
         }
         peer.pex_heard = Some(now);
-        let Ok(msg) = pex::PexMessage::decode(payload) else {
+        let Some(msg) = msg else {
             return Ok(());
         };
         let room = MAX_PEX_LEARNED.saturating_sub(self.pex_learned.len());
@@ -595,10 +597,9 @@ impl TorrentState {
                 peer.pex_told.remove(a);
             }
             peer.pex_told.extend(added.iter().copied());
-            let payload = pex::PexMessage { added, dropped }.encode();
-            peer.send(Message::Extended {
+            peer.send(Message::Pex {
                 ext_id: id,
-                payload,
+                pex: pex::PexMessage { added, dropped },
             });
         }
     }
@@ -1342,20 +1343,17 @@ mod tests {
         let (wtx, wrx) = waker();
         let key = s.register(addr, PeerId([3; 20]), true, outgoing, wtx);
         let ours = s.take_outgoing(key, 0, 0).messages;
-        let Some(Message::Extended { payload, .. }) = ours.first() else {
+        let Some(Message::ExtendedHandshake(hs)) = ours.first() else {
             panic!("no extension handshake: {ours:?}");
         };
-        let offered = ExtendedHandshake::decode(payload).unwrap().ut_pex;
+        let offered = hs.ut_pex;
         let theirs = ExtendedHandshake {
             listen_port,
             ut_pex: Some(7),
             ..Default::default()
         };
-        let msg = Message::Extended {
-            ext_id: 0,
-            payload: theirs.encode(),
-        };
-        s.on_message(key, msg).unwrap();
+        s.on_message(key, Message::ExtendedHandshake(theirs))
+            .unwrap();
         (key, offered, wrx)
     }
 
@@ -1364,9 +1362,7 @@ mod tests {
             .messages
             .iter()
             .filter_map(|m| match m {
-                Message::Extended { ext_id: 7, payload } => {
-                    Some(pex::PexMessage::decode(payload).unwrap())
-                }
+                Message::Pex { ext_id: 7, pex } => Some(pex.clone()),
                 _ => None,
             })
             .collect()
@@ -1406,9 +1402,9 @@ mod tests {
             added: vec!["10.9.9.9:6881".parse().unwrap()],
             dropped: vec![],
         };
-        let msg = Message::Extended {
+        let msg = Message::Pex {
             ext_id: pex::OUR_UT_PEX_ID,
-            payload: theirs.encode(),
+            pex: theirs.clone(),
         };
         s.on_message(c, msg.clone()).unwrap();
         s.on_message(c, msg).unwrap();
@@ -1437,9 +1433,9 @@ mod tests {
         };
         s.on_message(
             c,
-            Message::Extended {
+            Message::Pex {
                 ext_id: pex::OUR_UT_PEX_ID,
-                payload: theirs.encode(),
+                pex: theirs,
             },
         )
         .unwrap();
