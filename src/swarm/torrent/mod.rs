@@ -9,29 +9,42 @@
 //!
 //! Lock order: this state's mutex is the only lock a connection thread takes
 //! besides the rate limiters, which are never taken while holding it.
+//!
+//! This file holds the state, its public API and the message dispatch; the
+//! rest is split by concern, each an `impl TorrentState` of its own:
+//! [`peer_state`] (one peer's state, rates, interest and choking),
+//! [`pipeline`] (requests, blocks arriving, hash verdicts), [`exchange`]
+//! (BEP 10 handshake fields and BEP 11 peer exchange: what each peer was
+//! told, what peers told us) and [`stats`] (counters and summaries).
+//!
+//! Nothing here reaches storage: a complete piece comes back from
+//! `finish_block` as a [`PieceReady`] for the caller to hash, and its
+//! verdict goes in as a [`HashVerdict`]. Writers are woken through [`Wake`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod exchange;
+mod peer_state;
+mod pipeline;
+mod stats;
+
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
 use super::eviction::{self, PeerActivity};
-use super::picker::{Block, BlockArrival, PeerKey, PiecePicker};
-use super::suspicion::{Suspicion, Verdict};
+use super::picker::{Block, PeerKey, PiecePicker};
+use super::suspicion::Suspicion;
 use crate::core::{Bitfield, PeerId, PieceGeometry, BLOCK_SIZE};
-use crate::wire::peer::{BlockRequest, ExtendedHandshake, Message};
-use crate::wire::pex;
+use crate::wire::peer::{BlockRequest, Message};
+
+pub use exchange::{PEX_INTERVAL, PEX_MIN_GAP};
+pub use peer_state::{PeerState, Rate, Wake};
+pub use stats::{PeerSummary, Stats};
 
 /// Requests a peer may queue with us before it is dropped (a request storm).
 pub const MAX_QUEUED_UPLOADS: usize = 2048;
 /// Advertised in our extension handshake.
 pub const OUR_REQQ: u32 = 2048;
-/// How often each peer gets a peer exchange message (BEP 11: once a minute).
-pub const PEX_INTERVAL: Duration = Duration::from_secs(60);
-/// A peer's exchange messages closer together than this are ignored.
-pub const PEX_MIN_GAP: Duration = Duration::from_secs(45);
-/// Most learned addresses held for the node between two of its ticks.
-const MAX_PEX_LEARNED: usize = 500;
 /// Outstanding requests to a peer whose limit we do not know.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 pub const MIN_WINDOW: u32 = 128;
@@ -56,93 +69,6 @@ pub enum DropReason {
     Closed,
 }
 
-/// Smoothed bytes per second, updated once per tick.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct Rate {
-    pub total: u64,
-    last_total: u64,
-    pub per_sec: f64,
-}
-
-impl Rate {
-    fn add(&mut self, n: u64) {
-        self.total += n;
-    }
-    fn tick(&mut self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64().max(0.001);
-        let now = (self.total - self.last_total) as f64 / secs;
-        self.per_sec = if self.per_sec == 0.0 {
-            now
-        } else {
-            0.5 * self.per_sec + 0.5 * now
-        };
-        self.last_total = self.total;
-    }
-}
-
-pub struct PeerState {
-    pub addr: SocketAddr,
-    /// We dialed this peer (used to settle duplicate connections).
-    pub outgoing: bool,
-    pub peer_id: PeerId,
-    pub client: Option<String>,
-    pub bitfield: Bitfield,
-    /// Pieces the peer has that we have not verified: interested iff > 0.
-    wanted_from: usize,
-    pub am_choking: bool,
-    pub am_interested: bool,
-    pub peer_choking: bool,
-    pub peer_interested: bool,
-    requested: HashSet<Block>,
-    uploads: VecDeque<BlockRequest>,
-    outbox: Vec<Message>,
-    waker: Box<dyn Wake>,
-    reqq: u32,
-    window: u32,
-    pub down: Rate,
-    pub up: Rate,
-    close: Option<DropReason>,
-    /// Where the peer accepts connections: the address we dialed, or its
-    /// IP plus the port its extension handshake gave. Only these are worth
-    /// passing on in peer exchange.
-    listen_addr: Option<SocketAddr>,
-    /// The peer's id for `ut_pex`, if it speaks peer exchange.
-    ut_pex: Option<u8>,
-    /// Addresses our last peer exchange messages told it are connected.
-    pex_told: HashSet<SocketAddr>,
-    pex_due: Option<Instant>,
-    pex_heard: Option<Instant>,
-    /// Pieces this peer delivered blocks of that await their hash verdict.
-    unsettled: HashSet<u32>,
-    connected_at: Instant,
-    /// Last payload block either way (eviction keeps busy peers).
-    last_data: Option<Instant>,
-}
-
-impl PeerState {
-    fn wake(&self) {
-        self.waker.wake();
-    }
-    fn send(&mut self, m: Message) {
-        self.outbox.push(m);
-        self.wake();
-    }
-}
-
-/// How the state tells a connection's writer there is something to send.
-/// Must not block (the state's lock is held); a wake may be coalesced with
-/// one still pending. Any `Fn() + Send` is one, e.g. a closure that
-/// `try_send`s on the writer's channel.
-pub trait Wake: Send {
-    fn wake(&self);
-}
-
-impl<F: Fn() + Send> Wake for F {
-    fn wake(&self) {
-        self()
-    }
-}
-
 /// A piece whose last block is on disk: the caller hands it to the hash
 /// pool, and brings the verdict back through [`TorrentState::on_hash_result`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,20 +89,6 @@ pub struct Outgoing {
     pub messages: Vec<Message>,
     pub uploads: Vec<BlockRequest>,
     pub close: Option<DropReason>,
-}
-
-#[derive(Default, Clone, Debug, serde::Serialize)]
-pub struct Stats {
-    /// Payload bytes accepted from peers (duplicates excluded).
-    pub downloaded: u64,
-    pub uploaded: u64,
-    /// Bytes discarded: duplicates and pieces that failed the hash check.
-    pub wasted: u64,
-    pub hash_failures: u64,
-    /// Pieces verified after downloading them in this run.
-    pub pieces_downloaded: u64,
-    /// Pieces found valid on disk at start.
-    pub pieces_resumed: u64,
 }
 
 /// Whether a newcomer that completed its handshake may join.
@@ -248,11 +160,6 @@ impl TorrentState {
             pex_enabled: true,
             pex_learned: Vec::new(),
         }
-    }
-
-    /// Addresses learned through peer exchange since the last call.
-    pub fn take_pex_learned(&mut self) -> Vec<SocketAddr> {
-        std::mem::take(&mut self.pex_learned)
     }
 
     pub fn have(&self) -> &Bitfield {
@@ -351,43 +258,15 @@ impl TorrentState {
     ) -> PeerKey {
         let key = self.next_key;
         self.next_key += 1;
-        let mut peer = PeerState {
+        let mut peer = PeerState::new(
             addr,
-            outgoing,
             peer_id,
-            client: None,
-            bitfield: Bitfield::new(self.geometry.num_pieces()),
-            wanted_from: 0,
-            am_choking: true,
-            am_interested: false,
-            peer_choking: true,
-            peer_interested: false,
-            requested: HashSet::new(),
-            uploads: VecDeque::new(),
-            outbox: Vec::new(),
-            waker: Box::new(waker),
-            reqq: DEFAULT_PEER_REQQ,
-            window: MIN_WINDOW,
-            down: Rate::default(),
-            up: Rate::default(),
-            close: None,
-            listen_addr: outgoing.then_some(addr),
-            ut_pex: None,
-            pex_told: HashSet::new(),
-            pex_due: None,
-            pex_heard: None,
-            unsettled: HashSet::new(),
-            connected_at: Instant::now(),
-            last_data: None,
-        };
+            outgoing,
+            self.geometry.num_pieces(),
+            Box::new(waker),
+        );
         if extensions {
-            let hs = ExtendedHandshake {
-                reqq: Some(OUR_REQQ),
-                client: Some(format!("btnode {}", env!("CARGO_PKG_VERSION"))),
-                listen_port: Some(self.listen_port).filter(|&p| p != 0),
-                ut_pex: self.pex_enabled.then_some(pex::OUR_UT_PEX_ID),
-            };
-            peer.send(Message::ExtendedHandshake(hs));
+            peer.send(Message::ExtendedHandshake(self.our_handshake()));
         }
         if self.have().count() > 0 {
             peer.send(Message::Bitfield(self.have().as_bytes().to_vec()));
@@ -509,99 +388,10 @@ impl TorrentState {
                 let _ = (index, begin, data);
                 return Err(DropReason::Protocol("piece data must be streamed"));
             }
-            Message::ExtendedHandshake(hs) => {
-                let pex_enabled = self.pex_enabled;
-                let peer = self.peer_mut(key)?;
-                if let Some(q) = hs.reqq {
-                    peer.reqq = q.max(1);
-                }
-                peer.client = hs.client;
-                if let (false, Some(port)) = (peer.outgoing, hs.listen_port) {
-                    peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), port));
-                }
-                if pex_enabled && peer.ut_pex.is_none() && hs.ut_pex.is_some() {
-                    // The first message goes out at the next tick.
-                    peer.pex_due = Some(Instant::now());
-                }
-                peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
-            }
-            Message::Pex { pex, .. } if self.pex_enabled => self.on_pex(key, Some(pex))?,
-            // A `ut_pex` message that did not decode still counts as the
-            // peer's exchange (see `on_pex`).
-            Message::Extended { ext_id, .. }
-                if ext_id == pex::OUR_UT_PEX_ID && self.pex_enabled =>
-            {
-                self.on_pex(key, None)?
-            }
-            // Undecodable handshakes, extensions we do not speak, and peer
-            // exchange on a private torrent are ignored.
-            Message::Pex { .. } | Message::Extended { .. } => {}
+            Message::ExtendedHandshake(hs) => self.on_extended_handshake(key, hs)?,
+            m @ (Message::Pex { .. } | Message::Extended { .. }) => self.on_extension(key, m)?,
         }
         Ok(())
-    }
-
-    /// A peer's `ut_pex` message: new addresses for the node to try. A
-    /// malformed one is ignored, and so is one that comes sooner than
-    /// [`PEX_MIN_GAP`] after the last (BEP 11 asks for one a minute), so a
-    /// peer cannot flood us with addresses.
-    fn on_pex(&mut self, key: PeerKey, msg: Option<pex::PexMessage>) -> Result<(), DropReason> {
-        let now = Instant::now();
-        let peer = self.peer_mut(key)?;
-        if peer
-            .pex_heard
-            .is_some_and(|t| now.duration_since(t) < PEX_MIN_GAP)
-        {
-            return Ok(());
-        }
-        peer.pex_heard = Some(now);
-        let Some(msg) = msg else {
-            return Ok(());
-        };
-        let room = MAX_PEX_LEARNED.saturating_sub(self.pex_learned.len());
-        self.pex_learned.extend(msg.added.into_iter().take(room));
-        Ok(())
-    }
-
-    /// Sends each peer exchange peer that is due what changed in our
-    /// connected set since its last message: connectable addresses only,
-    /// never the peer's own, at most 50 added and 50 dropped.
-    fn send_pex(&mut self, now: Instant) {
-        let connected: HashSet<SocketAddr> =
-            self.peers.values().filter_map(|p| p.listen_addr).collect();
-        for peer in self.peers.values_mut() {
-            let (Some(id), Some(due)) = (peer.ut_pex, peer.pex_due) else {
-                continue;
-            };
-            if due > now {
-                continue;
-            }
-            peer.pex_due = Some(now + PEX_INTERVAL);
-            let own = peer.listen_addr;
-            let added: Vec<SocketAddr> = connected
-                .iter()
-                .filter(|a| Some(**a) != own && **a != peer.addr && !peer.pex_told.contains(a))
-                .take(pex::SEND_PEX_PEERS)
-                .copied()
-                .collect();
-            let dropped: Vec<SocketAddr> = peer
-                .pex_told
-                .iter()
-                .filter(|a| !connected.contains(a))
-                .take(pex::SEND_PEX_PEERS)
-                .copied()
-                .collect();
-            if added.is_empty() && dropped.is_empty() {
-                continue;
-            }
-            for a in &dropped {
-                peer.pex_told.remove(a);
-            }
-            peer.pex_told.extend(added.iter().copied());
-            peer.send(Message::Pex {
-                ext_id: id,
-                pex: pex::PexMessage { added, dropped },
-            });
-        }
     }
 
     fn check_both_seeds(&mut self, key: PeerKey) -> Result<(), DropReason> {
@@ -623,272 +413,6 @@ impl TorrentState {
         self.peers
             .get_mut(&key)
             .ok_or(DropReason::Protocol("unknown connection"))
-    }
-
-    fn update_interest(&mut self, key: PeerKey) {
-        if let Some(peer) = self.peers.get_mut(&key) {
-            let want = peer.wanted_from > 0;
-            if want != peer.am_interested {
-                peer.am_interested = want;
-                peer.send(if want {
-                    Message::Interested
-                } else {
-                    Message::NotInterested
-                });
-            }
-        }
-    }
-
-    fn set_choke(&mut self, key: PeerKey, choke: bool) {
-        if let Some(peer) = self.peers.get_mut(&key) {
-            if peer.am_choking != choke {
-                peer.am_choking = choke;
-                if choke {
-                    peer.uploads.clear();
-                }
-                peer.send(if choke {
-                    Message::Choke
-                } else {
-                    Message::Unchoke
-                });
-            }
-        }
-    }
-
-    /// Tops up the request pipeline of `key`.
-    fn fill(&mut self, key: PeerKey) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        if peer.peer_choking
-            || !peer.am_interested
-            || peer.close.is_some()
-            || self.suspicion.is_suspended(key)
-        {
-            return;
-        }
-        // Blocks of at most `piece_budget` pieces outstanding or awaiting
-        // their hash (see `suspicion`): counted in whole pieces' blocks.
-        let per_piece = self.geometry.blocks_in(0) as usize;
-        let budget = self.suspicion.piece_budget(key) * per_piece;
-        let limit = (peer.window.min(peer.reqq) as usize)
-            .min(budget.saturating_sub(peer.unsettled.len() * per_piece));
-        // Top up in batches: one wake-up and one write per batch of
-        // requests, not per block.
-        let batch = (limit / 8).clamp(1, 16);
-        if peer.requested.len() + batch > limit {
-            return;
-        }
-        let mut blocks = Vec::new();
-        self.picker.pick(
-            key,
-            &peer.bitfield,
-            limit - peer.requested.len(),
-            &mut blocks,
-        );
-        if blocks.is_empty() {
-            return;
-        }
-        for b in blocks {
-            peer.requested.insert(b);
-            peer.outbox.push(Message::Request(BlockRequest {
-                index: b.piece,
-                begin: b.index * BLOCK_SIZE,
-                length: self.geometry.block_len(b.piece as usize, b.index),
-            }));
-        }
-        peer.wake();
-    }
-
-    fn fill_all(&mut self) {
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for k in keys {
-            self.fill(k);
-        }
-    }
-
-    /// A piece message header arrived: may its payload be written?
-    /// `Some((block, first_of_piece))` gives the writer exclusive access to
-    /// that block until `finish_block` or `abort_block`.
-    pub fn begin_block(
-        &mut self,
-        key: PeerKey,
-        index: u32,
-        begin: u32,
-        len: u32,
-    ) -> Result<Option<(Block, bool)>, DropReason> {
-        let block = self
-            .geometry
-            .validate(index)
-            .filter(|&p| begin.is_multiple_of(BLOCK_SIZE) && begin < self.geometry.len_of(p))
-            .map(|p| Block {
-                piece: p.get(),
-                index: begin / BLOCK_SIZE,
-            })
-            .filter(|&b| self.block_len(b) == len);
-        let Some(block) = block else {
-            // Not a block we would ever ask for: the peer is broken.
-            return Err(DropReason::Protocol(
-                "piece message for a block we never request",
-            ));
-        };
-        let suspended = self.suspicion.is_suspended(key);
-        let peer = self.peer_mut(key)?;
-        peer.requested.remove(&block);
-        if suspended || peer.close.is_some() {
-            // A suspect's or a dropped peer's data still in flight: its
-            // requests were released when it fell under suspicion.
-            self.stats.wasted += len as u64;
-            return Ok(None);
-        }
-        match self.picker.begin_block(key, block) {
-            BlockArrival::Write {
-                also_requested_from,
-                first_of_piece,
-            } => {
-                for other in also_requested_from {
-                    if let Some(o) = self.peers.get_mut(&other) {
-                        if o.requested.remove(&block) {
-                            o.send(Message::Cancel(BlockRequest {
-                                index,
-                                begin,
-                                length: len,
-                            }));
-                        }
-                    }
-                    self.picker.release(other, block);
-                }
-                Ok(Some((block, first_of_piece)))
-            }
-            BlockArrival::Discard => {
-                self.stats.wasted += len as u64;
-                self.fill(key);
-                Ok(None)
-            }
-        }
-    }
-
-    /// The block is on disk: count it and ask this peer for more. The last
-    /// block of a piece makes it ready to hash: the caller queues the job.
-    #[must_use = "a ready piece must be handed to the hash pool"]
-    pub fn finish_block(&mut self, key: PeerKey, block: Block) -> Option<PieceReady> {
-        let len = self.block_len(block) as u64;
-        self.stats.downloaded += len;
-        if let Some(peer) = self.peers.get_mut(&key) {
-            peer.down.add(len);
-            peer.unsettled.insert(block.piece);
-            peer.last_data = Some(Instant::now());
-        }
-        self.contributors
-            .entry(block.piece)
-            .or_default()
-            .insert(key);
-        let ready = self
-            .picker
-            .finish_block(block)
-            .then_some(PieceReady { piece: block.piece });
-        self.fill(key);
-        ready
-    }
-
-    /// Reading the block's payload failed half-way.
-    pub fn abort_block(&mut self, block: Block) {
-        self.picker.abort_block(block);
-    }
-
-    /// Applies a download hash result: HAVE to every peer on success. On
-    /// failure the piece is fetched again and `suspicion` names whom to
-    /// blame: a sole sender, or a peer with a second strike, is dropped and
-    /// banned; the other contributors of a shared failure are suspended
-    /// until it is settled, and the piece is refetched from a single peer
-    /// (see the picker) so the next failure has one culprit.
-    pub fn on_hash_result(&mut self, r: HashVerdict) -> HashOutcome {
-        let mut outcome = HashOutcome::default();
-        let piece = r.piece;
-        let senders = self.contributors.remove(&piece).unwrap_or_default();
-        // Live senders and the other pieces each has awaiting a verdict;
-        // senders already gone are not passed to `suspicion` (they would
-        // be remembered again, or chosen to keep going).
-        let mut unsettled: HashMap<PeerKey, HashSet<u32>> = HashMap::new();
-        for k in &senders {
-            if let Some(p) = self.peers.get_mut(k) {
-                p.unsettled.remove(&piece);
-                unsettled.insert(*k, p.unsettled.clone());
-            }
-        }
-        let live: HashSet<PeerKey> = unsettled.keys().copied().collect();
-        let was_complete = self.is_complete();
-        self.picker
-            .hash_done(piece as usize, r.ok, senders.len() > 1);
-        if r.ok {
-            self.stats.pieces_downloaded += 1;
-            self.suspicion.on_pass(piece, &live);
-            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for k in keys {
-                let peer = self.peers.get_mut(&k).expect("key from map");
-                peer.send(Message::Have(piece));
-                if peer.bitfield.get(piece as usize) {
-                    peer.wanted_from = peer.wanted_from.saturating_sub(1);
-                }
-                self.update_interest(k);
-            }
-            // Released suspects, and contributors whose piece budget had
-            // stopped their requests, may ask for more now.
-            self.fill_all();
-            outcome.completed = !was_complete && self.is_complete();
-        } else {
-            self.stats.hash_failures += 1;
-            self.stats.wasted += self.geometry.piece_len(piece as usize) as u64;
-            // All senders, gone or not, count for "sole sender": one that
-            // left does not make its co-contributor the only suspect.
-            let verdicts = self
-                .suspicion
-                .on_fail(piece, &senders, &unsettled, Instant::now());
-            for (key, verdict) in verdicts {
-                let Some(peer) = self.peers.get_mut(&key) else {
-                    continue;
-                };
-                if verdict == Verdict::Ban {
-                    peer.close = Some(DropReason::BadData);
-                    self.banned_ids.insert(peer.peer_id);
-                    outcome.banned.push(peer.addr);
-                    peer.wake();
-                }
-                self.distrust(key);
-            }
-            self.fill_all();
-        }
-        outcome
-    }
-
-    /// `key` is banned or suspended: its outstanding requests go back to
-    /// the pool, and the pieces it partly delivered lose their received
-    /// blocks, so its data cannot spoil a piece completed by others.
-    fn distrust(&mut self, key: PeerKey) {
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
-        };
-        let requested: Vec<Block> = peer.requested.drain().collect();
-        for b in requested {
-            self.picker.release(key, b);
-        }
-        self.picker.forget_peer(key);
-        let tainted: Vec<u32> = self
-            .contributors
-            .iter()
-            .filter(|(_, senders)| senders.contains(&key))
-            .map(|(&piece, _)| piece)
-            .collect();
-        for piece in tainted {
-            if self.picker.reset_received(piece as usize) {
-                let senders = self.contributors.remove(&piece).unwrap_or_default();
-                for k in senders {
-                    if let Some(p) = self.peers.get_mut(&k) {
-                        p.unsettled.remove(&piece);
-                    }
-                }
-            }
-        }
     }
 
     /// What `key`'s writer should send; `uploaded` is what it sent since
@@ -965,43 +489,6 @@ impl TorrentState {
             self.set_choke(k, !unchoke.contains(&k));
         }
     }
-
-    /// Per-peer view for status output.
-    pub fn peer_summaries(&self) -> Vec<PeerSummary> {
-        self.peers
-            .values()
-            .map(|p| PeerSummary {
-                addr: p.addr.to_string(),
-                client: p.client.clone(),
-                have: p.bitfield.count(),
-                down_rate: p.down.per_sec,
-                up_rate: p.up.per_sec,
-                downloaded: p.down.total,
-                uploaded: p.up.total,
-                am_choking: p.am_choking,
-                peer_choking: p.peer_choking,
-            })
-            .collect()
-    }
-
-    pub fn rates(&self) -> (f64, f64) {
-        self.peers.values().fold((0.0, 0.0), |(d, u), p| {
-            (d + p.down.per_sec, u + p.up.per_sec)
-        })
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PeerSummary {
-    pub addr: String,
-    pub client: Option<String>,
-    pub have: usize,
-    pub down_rate: f64,
-    pub up_rate: f64,
-    pub downloaded: u64,
-    pub uploaded: u64,
-    pub am_choking: bool,
-    pub peer_choking: bool,
 }
 
 #[cfg(test)]
@@ -1009,20 +496,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::time::Duration;
 
-    fn state(pieces: usize, piece_len: u64) -> TorrentState {
+    pub(super) fn state(pieces: usize, piece_len: u64) -> TorrentState {
         let geometry = PieceGeometry::new(pieces as u64 * piece_len, piece_len).unwrap();
         TorrentState::new(geometry, PeerId([0; 20]), 4, 42)
     }
 
     /// Counts the wakes a connection's writer would get.
-    fn waker() -> (impl Wake, Arc<AtomicUsize>) {
+    pub(super) fn waker() -> (impl Wake, Arc<AtomicUsize>) {
         let n = Arc::new(AtomicUsize::new(0));
         let m = n.clone();
         (move || _ = m.fetch_add(1, Ordering::Relaxed), n)
     }
 
-    fn add_peer(s: &mut TorrentState, port: u16) -> (PeerKey, Arc<AtomicUsize>) {
+    pub(super) fn add_peer(s: &mut TorrentState, port: u16) -> (PeerKey, Arc<AtomicUsize>) {
         let (wtx, wrx) = waker();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut id = [0u8; 20];
@@ -1329,116 +817,5 @@ mod tests {
         assert!(s.on_message(a, Message::Have(3)).is_err());
         let (b, _wb) = add_peer(&mut s, 2);
         assert!(s.on_message(b, Message::Bitfield(vec![0xff])).is_err());
-    }
-
-    /// Registers a BEP 10 peer at `addr`, reads the ut_pex id our extension
-    /// handshake offered it, and answers with its own handshake (ut_pex id
-    /// 7, and `listen_port`).
-    fn exchange_handshakes(
-        s: &mut TorrentState,
-        addr: SocketAddr,
-        outgoing: bool,
-        listen_port: Option<u16>,
-    ) -> (PeerKey, Option<u8>, Arc<AtomicUsize>) {
-        let (wtx, wrx) = waker();
-        let key = s.register(addr, PeerId([3; 20]), true, outgoing, wtx);
-        let ours = s.take_outgoing(key, 0, 0).messages;
-        let Some(Message::ExtendedHandshake(hs)) = ours.first() else {
-            panic!("no extension handshake: {ours:?}");
-        };
-        let offered = hs.ut_pex;
-        let theirs = ExtendedHandshake {
-            listen_port,
-            ut_pex: Some(7),
-            ..Default::default()
-        };
-        s.on_message(key, Message::ExtendedHandshake(theirs))
-            .unwrap();
-        (key, offered, wrx)
-    }
-
-    fn pex_messages(s: &mut TorrentState, key: PeerKey) -> Vec<pex::PexMessage> {
-        s.take_outgoing(key, 0, 0)
-            .messages
-            .iter()
-            .filter_map(|m| match m {
-                Message::Pex { ext_id: 7, pex } => Some(pex.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn peer_exchange_tells_connectable_peers_and_learns_bounded() {
-        let mut s = state(4, BLOCK_SIZE as u64);
-        let (a, _wa) = add_peer(&mut s, 1001);
-        let (_b, _wb) = add_peer(&mut s, 1002);
-        // An incoming peer: its address has an ephemeral port; its
-        // handshake names its listening port and its ut_pex id.
-        let ephemeral = SocketAddr::from(([127, 0, 0, 3], 55555));
-        let (c, offered, _wc) = exchange_handshakes(&mut s, ephemeral, false, Some(1003));
-        assert_eq!(offered, Some(pex::OUR_UT_PEX_ID));
-        let now = Instant::now() + Duration::from_secs(1);
-        s.tick(now);
-        let sent = pex_messages(&mut s, c);
-        assert_eq!(sent.len(), 1);
-        let mut added = sent[0].added.clone();
-        added.sort();
-        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        assert_eq!(
-            added,
-            vec![local(1001), local(1002)],
-            "never the peer itself"
-        );
-        s.tick(now + Duration::from_secs(30));
-        assert!(pex_messages(&mut s, c).is_empty(), "once a minute");
-        s.unregister(a);
-        s.tick(now + PEX_INTERVAL);
-        let sent = pex_messages(&mut s, c);
-        assert_eq!(sent[0].dropped, vec![local(1001)]);
-        assert!(sent[0].added.is_empty());
-        // C's own exchange: learned once; a second one at once is ignored.
-        let theirs = pex::PexMessage {
-            added: vec!["10.9.9.9:6881".parse().unwrap()],
-            dropped: vec![],
-        };
-        let msg = Message::Pex {
-            ext_id: pex::OUR_UT_PEX_ID,
-            pex: theirs.clone(),
-        };
-        s.on_message(c, msg.clone()).unwrap();
-        s.on_message(c, msg).unwrap();
-        assert_eq!(s.take_pex_learned(), theirs.added);
-        // Garbage is ignored, not a reason to drop the peer.
-        let junk = Message::Extended {
-            ext_id: pex::OUR_UT_PEX_ID,
-            payload: b"garbage".to_vec(),
-        };
-        assert!(s.on_message(c, junk).is_ok());
-    }
-
-    #[test]
-    fn private_torrents_do_not_exchange_peers() {
-        let mut s = state(4, BLOCK_SIZE as u64);
-        s.pex_enabled = false;
-        let _ = add_peer(&mut s, 1001);
-        let addr = SocketAddr::from(([127, 0, 0, 3], 5));
-        let (c, offered, _wc) = exchange_handshakes(&mut s, addr, true, None);
-        assert_eq!(offered, None);
-        s.tick(Instant::now() + Duration::from_secs(1));
-        assert!(pex_messages(&mut s, c).is_empty());
-        let theirs = pex::PexMessage {
-            added: vec!["10.9.9.9:6881".parse().unwrap()],
-            dropped: vec![],
-        };
-        s.on_message(
-            c,
-            Message::Pex {
-                ext_id: pex::OUR_UT_PEX_ID,
-                pex: theirs,
-            },
-        )
-        .unwrap();
-        assert!(s.take_pex_learned().is_empty());
     }
 }
