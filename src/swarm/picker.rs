@@ -381,6 +381,16 @@ impl PiecePicker {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_tie_break_order_is_a_permutation_fixed_by_the_seed() {
+        let order = |seed| PiecePicker::new(vec![1; 64], seed).order;
+        assert_eq!(order(7), order(7));
+        assert_ne!(order(7), order(8));
+        let mut sorted = order(7);
+        sorted.sort();
+        assert_eq!(sorted, (0..64).collect::<Vec<u32>>());
+    }
+
     fn full(n: usize) -> Bitfield {
         Bitfield::full(n)
     }

@@ -263,4 +263,32 @@ mod tests {
         .unwrap();
         assert!(s.take_pex_learned().is_empty());
     }
+
+    /// A `ut_pex` message that did not decode reaches the swarm raw and
+    /// still counts as the peer's exchange: one sent right after it is
+    /// ignored, as before decoding moved to the wire layer.
+    #[test]
+    fn a_malformed_exchange_counts_toward_the_gap() {
+        let mut s = state(4, BLOCK_SIZE as u64);
+        let addr = SocketAddr::from(([127, 0, 0, 3], 5));
+        let (c, _, _wc) = exchange_handshakes(&mut s, addr, true, None);
+        let junk = Message::Extended {
+            ext_id: pex::OUR_UT_PEX_ID,
+            payload: b"garbage".to_vec(),
+        };
+        s.on_message(c, junk).unwrap();
+        let theirs = pex::PexMessage {
+            added: vec!["10.9.9.9:6881".parse().unwrap()],
+            dropped: vec![],
+        };
+        s.on_message(
+            c,
+            Message::Pex {
+                ext_id: pex::OUR_UT_PEX_ID,
+                pex: theirs,
+            },
+        )
+        .unwrap();
+        assert!(s.take_pex_learned().is_empty());
+    }
 }

@@ -250,3 +250,43 @@ impl TorrentState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{add_peer, state};
+    use super::*;
+
+    /// Only the last block of a piece makes it ready to hash, once; the
+    /// verdict comes back as a plain (piece, ok).
+    #[test]
+    fn only_the_last_block_of_a_piece_makes_it_ready() {
+        let mut s = state(2, 2 * BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        s.on_message(a, Message::Bitfield(vec![0xc0])).unwrap();
+        s.on_message(a, Message::Unchoke).unwrap();
+        let (b0, first) = s.begin_block(a, 1, 0, BLOCK_SIZE).unwrap().unwrap();
+        assert!(first);
+        assert_eq!(s.finish_block(a, b0), None);
+        let (b1, first) = s
+            .begin_block(a, 1, BLOCK_SIZE, BLOCK_SIZE)
+            .unwrap()
+            .unwrap();
+        assert!(!first);
+        assert_eq!(s.finish_block(a, b1), Some(PieceReady { piece: 1 }));
+        let outcome = s.on_hash_result(HashVerdict { piece: 1, ok: true });
+        assert_eq!(outcome, HashOutcome::default(), "piece 0 is still missing");
+        assert!(s.have().get(1));
+    }
+
+    #[test]
+    fn a_block_outside_the_torrent_drops_the_peer() {
+        let mut s = state(2, BLOCK_SIZE as u64);
+        let (a, _wa) = add_peer(&mut s, 1);
+        for (index, begin, len) in [(2, 0, BLOCK_SIZE), (0, 1, BLOCK_SIZE), (0, 0, 1)] {
+            assert!(
+                s.begin_block(a, index, begin, len).is_err(),
+                "{index} {begin} {len}"
+            );
+        }
+    }
+}
