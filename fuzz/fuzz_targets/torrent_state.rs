@@ -1,15 +1,14 @@
 //! `TorrentState` driven as a hostile peer's connection would drive it:
 //! a stream of decoded frames from one registered peer, blocks written
 //! through `begin_block`/`finish_block`, outgoing pulled after each frame,
-//! hash jobs answered (every other piece failing), and the clock ticking.
+//! ready pieces answered (every other piece failing), and the clock ticking.
 //! Only the public API a connection thread uses, so it survives refactors.
 #![no_main]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use btnode::core::PeerId;
-use btnode::storage::HashResult;
-use btnode::swarm::torrent::{Layout, TorrentState};
+use btnode::core::{PeerId, PieceGeometry};
+use btnode::swarm::torrent::{HashVerdict, TorrentState};
 use btnode::wire::peer::{decode_frame, max_frame_len, Message};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,16 +19,12 @@ fuzz_target!(|data: &[u8]| {
     let num_pieces = data[0] as usize % 16 + 1;
     let piece_length = 16384 * (data[1] as u64 % 4 + 1);
     let tail = 1 + (data[2] as u64 * 997) % piece_length;
-    let layout = Layout {
-        num_pieces,
-        piece_length,
-        total_length: (num_pieces as u64 - 1) * piece_length + tail,
-    };
-    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-    let mut st = TorrentState::new(layout, PeerId([1; 20]), 4, jobs_tx, 7);
-    let (wake_tx, _wake_rx) = crossbeam_channel::unbounded();
+    let total_length = (num_pieces as u64 - 1) * piece_length + tail;
+    let layout = PieceGeometry::new(total_length, piece_length).expect("geometry");
+    let mut st = TorrentState::new(layout, PeerId([1; 20]), 4, 7);
+    let mut ready = Vec::new();
     let addr: SocketAddr = "127.0.0.2:6881".parse().expect("address");
-    let key = st.register(addr, PeerId([2; 20]), true, data[3] & 1 == 1, wake_tx);
+    let key = st.register(addr, PeerId([2; 20]), true, data[3] & 1 == 1, || {});
     let max = max_frame_len(num_pieces);
     let start = Instant::now();
     let mut buf = &data[4..];
@@ -44,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
                         if data.first() == Some(&0) {
                             st.abort_block(block);
                         } else {
-                            st.finish_block(key, block);
+                            ready.extend(st.finish_block(key, block));
                         }
                         Ok(())
                     }
@@ -58,11 +53,10 @@ fuzz_target!(|data: &[u8]| {
         if result.is_err() || out.close.is_some() {
             break;
         }
-        while let Ok(job) = jobs_rx.try_recv() {
-            let _ = st.on_hash_result(HashResult {
-                piece: job.piece,
-                purpose: job.purpose,
-                ok: job.piece % 2 == 0,
+        for p in ready.drain(..) {
+            let _ = st.on_hash_result(HashVerdict {
+                piece: p.piece,
+                ok: p.piece % 2 == 0,
             });
         }
         round += 1;

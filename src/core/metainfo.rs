@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use sha1::{Digest, Sha1};
 
 use super::bencode::{self, Node};
+use super::geometry::PieceGeometry;
 use super::ids::InfoHash;
 
 /// Largest torrent we parse, from a file or from bytes (libtorrent's limit
@@ -209,14 +210,19 @@ impl Metainfo {
         self.piece_hashes.len()
     }
 
+    /// How the torrent is cut into pieces and blocks.
+    pub fn geometry(&self) -> PieceGeometry {
+        PieceGeometry::new(self.total_length, self.piece_length)
+            .expect("a parsed torrent's lengths were validated")
+    }
+
     /// Length of piece `index` (the last one may be short).
     pub fn piece_len(&self, index: usize) -> u32 {
-        let start = index as u64 * self.piece_length;
-        (self.total_length - start).min(self.piece_length) as u32
+        self.geometry().piece_len(index)
     }
 
     pub fn blocks_in_piece(&self, index: usize) -> u32 {
-        self.piece_len(index).div_ceil(BLOCK_SIZE)
+        self.geometry().blocks_in(index)
     }
 
     /// Every tracker URL of every tier, flattened, in order, each once

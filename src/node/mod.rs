@@ -26,7 +26,7 @@ use crate::peer::{RateLimits, Swarm};
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::{HashJob, HashPurpose, HashResult, PieceStore, Storage};
-use crate::swarm::torrent::{Layout, TorrentState};
+use crate::swarm::torrent::{HashOutcome, HashVerdict, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
 use candidates::Candidates;
 pub use config::{DiscoveryMode, NodeConfig, NodeError};
@@ -100,25 +100,14 @@ pub fn run_torrent(
     let storage = Arc::new(storage);
     let hashes = Arc::new(PieceHashes {
         expected: meta.piece_hashes.clone(),
-        piece_length: meta.piece_length,
-        total_length: meta.total_length,
+        geometry: meta.geometry(),
     });
     let (hash_tx, hash_rx) = crossbeam_channel::unbounded();
     let pool = HashPool::start(storage.clone(), hashes, hasher::default_threads(), hash_tx);
 
-    let layout = Layout {
-        num_pieces: meta.num_pieces(),
-        piece_length: meta.piece_length,
-        total_length: meta.total_length,
-    };
+    let geometry = meta.geometry();
     let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
-    let mut state = TorrentState::new(
-        layout.clone(),
-        our_id,
-        config.upload_slots,
-        pool.submitter(),
-        seed,
-    );
+    let mut state = TorrentState::new(geometry, our_id, config.upload_slots, seed);
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
 
@@ -126,7 +115,7 @@ pub fn run_torrent(
     let to_check: Vec<usize> = (0..meta.num_pieces())
         .filter(|&p| {
             storage
-                .files_of_piece(p, layout.piece_len(p))
+                .files_of_piece(p, geometry.piece_len(p))
                 .iter()
                 .all(|&f| !report.created[f])
         })
@@ -174,6 +163,7 @@ pub fn run_torrent(
         our_id,
         config.max_peers,
         limits,
+        pool.submitter(),
     );
     let listener = Listener::start(listener, swarm.clone()).map_err(failed("peerwire listener"))?;
 
@@ -290,7 +280,14 @@ pub fn run_torrent(
             },
             recv(hash_rx) -> r => {
                 let Ok(r): Result<HashResult, _> = r else { break };
-                let outcome = swarm.state.lock().on_hash_result(r);
+                let outcome = match r.purpose {
+                    HashPurpose::Download => swarm.state.lock().on_hash_result(HashVerdict {
+                        piece: r.piece as u32,
+                        ok: r.ok,
+                    }),
+                    // Resume results are all read before the loop starts.
+                    HashPurpose::Resume => HashOutcome::default(),
+                };
                 for addr in outcome.banned {
                     log::warn!("banning {addr}: it sent data that failed the hash check");
                     candidates.ban(addr);

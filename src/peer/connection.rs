@@ -37,7 +37,7 @@ use super::limiter::RateLimiter;
 pub use super::writer::KEEPALIVE_INTERVAL;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{source_key, Slot};
-use crate::storage::{PieceStore, StorageError};
+use crate::storage::{HashJob, PieceStore, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, Handshake};
@@ -61,6 +61,8 @@ pub struct Swarm {
     pub max_frame: u32,
     pub max_peers: usize,
     pub limits: RateLimits,
+    /// Where a reader sends a piece whose last block it wrote.
+    pub(super) hash_jobs: Sender<HashJob>,
     shutting_down: AtomicBool,
     /// Closed (dropped) at shutdown: wakes every writer.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -97,10 +99,11 @@ impl Swarm {
         our_id: PeerId,
         max_peers: usize,
         limits: RateLimits,
+        hash_jobs: Sender<HashJob>,
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
-        let max_frame = peer::max_frame_len(state.layout.num_pieces);
+        let max_frame = peer::max_frame_len(state.geometry().num_pieces());
         Arc::new(Swarm {
             state: Mutex::new(state),
             storage,
@@ -109,6 +112,7 @@ impl Swarm {
             max_frame,
             max_peers,
             limits,
+            hash_jobs,
             shutting_down: AtomicBool::new(false),
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
@@ -338,7 +342,10 @@ impl Swarm {
                 theirs.peer_id,
                 theirs.supports_extensions(),
                 outgoing,
-                waker_tx.clone(),
+                {
+                    let tx = waker_tx.clone();
+                    move || _ = tx.try_send(())
+                },
             )
         };
         // At once: however the setup below fails (no file descriptor for a

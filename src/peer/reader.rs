@@ -7,6 +7,7 @@ use std::io::{self, BufReader, Read};
 use std::net::TcpStream;
 
 use super::connection::{drop_err, Swarm};
+use crate::storage::{HashJob, HashPurpose};
 use crate::swarm::picker::PeerKey;
 use crate::wire::frame::{self, FrameHead, PieceHead, Prefix};
 use crate::wire::peer::decode_body;
@@ -61,7 +62,7 @@ impl Swarm {
             return skip(r, data_len);
         };
         if first_of_piece {
-            let piece_len = self.state.lock().layout.piece_len(index as usize);
+            let piece_len = self.state.lock().geometry().piece_len(index as usize);
             if let Err(e) = self.storage.prepare_piece(index as usize, piece_len) {
                 // Our fault, not the peer's: keep it, drop the block, and
                 // let the node stop.
@@ -73,7 +74,17 @@ impl Swarm {
         // SAFETY: begin_block gave this thread the block.
         let written = unsafe { self.storage.recv_block(index as usize, begin, data_len, r) };
         match written {
-            Ok(()) => self.state.lock().finish_block(key, block),
+            Ok(()) => {
+                // Sent after the state lock is released: the pool's queue
+                // is unbounded, but no lock is held across a channel.
+                let ready = self.state.lock().finish_block(key, block);
+                if let Some(p) = ready {
+                    let _ = self.hash_jobs.send(HashJob {
+                        piece: p.piece as usize,
+                        purpose: HashPurpose::Download,
+                    });
+                }
+            }
             Err(e) => {
                 self.state.lock().abort_block(block);
                 return Err(e);

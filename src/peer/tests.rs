@@ -13,9 +13,9 @@ use crossbeam_channel::Receiver;
 
 use super::listener::Listener;
 use super::{RateLimits, Swarm};
-use crate::core::{InfoHash, PeerId};
+use crate::core::{InfoHash, PeerId, PieceGeometry};
 use crate::storage::{HashPool, HashResult, MemStorage, PieceHashes, PieceStore};
-use crate::swarm::torrent::{Layout, TorrentState};
+use crate::swarm::torrent::{HashVerdict, TorrentState};
 use crate::wire::peer::{id, Handshake, HANDSHAKE_LEN};
 
 const PIECE_LEN: u64 = 32 * 1024;
@@ -46,18 +46,13 @@ impl Torrent {
             data,
             hashes: Arc::new(PieceHashes {
                 expected,
-                piece_length: PIECE_LEN,
-                total_length: TOTAL_LEN,
+                geometry: Self::geometry(),
             }),
         }
     }
 
-    fn layout(&self) -> Layout {
-        Layout {
-            num_pieces: self.hashes.expected.len(),
-            piece_length: PIECE_LEN,
-            total_length: TOTAL_LEN,
-        }
+    fn geometry() -> PieceGeometry {
+        PieceGeometry::new(TOTAL_LEN, PIECE_LEN).expect("a valid geometry")
     }
 }
 
@@ -90,9 +85,9 @@ impl Node {
         let (hash_tx, hash_rx) = crossbeam_channel::unbounded();
         let pool = HashPool::start(store.clone(), t.hashes.clone(), 2, hash_tx);
         let our_id = PeerId::generate();
-        let mut state = TorrentState::new(t.layout(), our_id, 4, pool.submitter(), seed);
+        let mut state = TorrentState::new(Torrent::geometry(), our_id, 4, seed);
         if contents.is_some() {
-            for piece in 0..t.layout().num_pieces {
+            for piece in 0..Torrent::geometry().num_pieces() {
                 state.resume_piece(piece);
             }
         }
@@ -105,6 +100,7 @@ impl Node {
             our_id,
             16,
             RateLimits::default(),
+            pool.submitter(),
         );
         let listener = Listener::start(listener, swarm.clone()).unwrap();
         let (events_tx, events) = crossbeam_channel::unbounded();
@@ -112,7 +108,11 @@ impl Node {
         // Ends when the pool's workers (the result senders) are gone.
         let applier = std::thread::spawn(move || {
             for r in hash_rx {
-                let outcome = applied.state.lock().on_hash_result(r);
+                let verdict = HashVerdict {
+                    piece: r.piece as u32,
+                    ok: r.ok,
+                };
+                let outcome = applied.state.lock().on_hash_result(verdict);
                 let _ = events_tx.send(Event::Hashed(r));
                 for addr in outcome.banned {
                     let _ = events_tx.send(Event::Banned(addr));

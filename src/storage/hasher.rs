@@ -3,7 +3,7 @@
 //!
 //! `shutdown` is bounded by the queued work, not by who else holds a job
 //! sender: a connection thread left running past the swarm's deadline may
-//! still hold one (through the swarm state), so the workers stop on a stop
+//! still hold one (through `peer::Swarm`), so the workers stop on a stop
 //! channel of the pool's own and drain what is queued, instead of waiting
 //! for every sender to drop.
 
@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::PieceStore;
+use crate::core::PieceGeometry;
 
 /// Why a piece is being hashed; comes back with the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,15 +47,7 @@ pub struct HashPool {
 /// What a worker needs to check one piece.
 pub struct PieceHashes {
     pub expected: Vec<[u8; 20]>,
-    pub piece_length: u64,
-    pub total_length: u64,
-}
-
-impl PieceHashes {
-    fn len_of(&self, piece: usize) -> u32 {
-        let start = piece as u64 * self.piece_length;
-        (self.total_length - start).min(self.piece_length) as u32
-    }
+    pub geometry: PieceGeometry,
 }
 
 impl HashPool {
@@ -79,7 +72,7 @@ impl HashPool {
                     .name(format!("sha1-{i}"))
                     .spawn(move || {
                         let hash = |job: HashJob| {
-                            let len = hashes.len_of(job.piece);
+                            let len = hashes.geometry.piece_len(job.piece);
                             let ok =
                                 storage.hash_piece(job.piece, len) == hashes.expected[job.piece];
                             if ok {
@@ -168,8 +161,7 @@ mod tests {
         let (storage, _) = Storage::open(&meta, &data).unwrap();
         let hashes = Arc::new(PieceHashes {
             expected: meta.piece_hashes.clone(),
-            piece_length: meta.piece_length,
-            total_length: meta.total_length,
+            geometry: meta.geometry(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let pool = HashPool::start(Arc::new(storage), hashes, 2, tx);

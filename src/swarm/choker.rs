@@ -26,7 +26,8 @@ pub struct Choker {
     slots: usize,
     optimistic: Option<PeerKey>,
     optimistic_since: Option<Instant>,
-    rng: u64,
+    /// Picks the optimistic unchoke; seeded, so tests are deterministic.
+    rng: fastrand::Rng,
 }
 
 impl Choker {
@@ -35,19 +36,12 @@ impl Choker {
             slots,
             optimistic: None,
             optimistic_since: None,
-            rng: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
     pub fn slots(&self) -> usize {
         self.slots
-    }
-
-    fn random(&mut self, n: usize) -> usize {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng % n as u64) as usize
     }
 
     /// The set of peers to have unchoked from now on.
@@ -70,7 +64,7 @@ impl Choker {
             self.optimistic = if others.is_empty() {
                 None
             } else {
-                Some(others[self.random(others.len())])
+                Some(others[self.rng.usize(..others.len())])
             };
             self.optimistic_since = Some(now);
         }

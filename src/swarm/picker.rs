@@ -91,14 +91,8 @@ impl PiecePicker {
     pub fn new(block_counts: Vec<u32>, seed: u64) -> PiecePicker {
         let n = block_counts.len();
         let mut order: Vec<u32> = (0..n as u32).collect();
-        // Fisher–Yates with a small xorshift generator: only tie-breaking.
-        let mut x = seed | 1;
-        for i in (1..n).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        // Only tie-breaking: a seeded shuffle, so tests are deterministic.
+        fastrand::Rng::with_seed(seed).shuffle(&mut order);
         PiecePicker {
             states: vec![PieceState::Missing; n],
             have: Bitfield::new(n),
@@ -386,6 +380,16 @@ impl PiecePicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tie_break_order_is_a_permutation_fixed_by_the_seed() {
+        let order = |seed| PiecePicker::new(vec![1; 64], seed).order;
+        assert_eq!(order(7), order(7));
+        assert_ne!(order(7), order(8));
+        let mut sorted = order(7);
+        sorted.sort();
+        assert_eq!(sorted, (0..64).collect::<Vec<u32>>());
+    }
 
     fn full(n: usize) -> Bitfield {
         Bitfield::full(n)

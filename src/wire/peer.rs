@@ -1,6 +1,15 @@
-//! Peerwire codec (BEP 3, with the BEP 10 extension handshake): pure
-//! functions from bytes to typed messages and back. No sockets here; the
-//! connection threads in `crate::peer` feed these functions.
+//! Peerwire codec (BEP 3, with the BEP 10 extension handshake and BEP 11
+//! peer exchange): pure functions from bytes to typed messages and back. No
+//! sockets here; the connection threads in `crate::peer` feed these
+//! functions.
+//!
+//! Extension messages are decoded here too, so the swarm sees typed values:
+//! id 0 is the extension handshake, and [`OUR_UT_PEX_ID`] (the id our
+//! handshake asks peers to send `ut_pex` under, a constant on our side) is
+//! peer exchange. Outgoing peer exchange travels under the id the *peer*
+//! gave, carried in [`Message::Pex`]. An extension we do not speak, or a
+//! payload that does not decode, stays a raw [`Message::Extended`]: not a
+//! reason to drop the peer.
 //!
 //! Framing (length prefix, id, piece header, limits) is in [`super::frame`]:
 //! the reader in `crate::peer` uses it to read a piece message in two steps
@@ -12,6 +21,7 @@ use super::frame::{self, FrameHead, PieceHead, Prefix, PIECE_FIELDS_LEN};
 pub use super::frame::{max_frame_len, piece_header, PIECE_HEADER_LEN};
 use crate::core::bencode::{self, Value};
 use crate::core::{InfoHash, PeerId};
+use crate::wire::pex::{PexMessage, OUR_UT_PEX_ID};
 
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
@@ -180,7 +190,16 @@ pub enum Message {
     },
     Cancel(BlockRequest),
     Port(u16),
-    /// BEP 10: extension id 0 is the handshake; other ids are not used by us.
+    /// BEP 10 extension handshake (extension id 0).
+    ExtendedHandshake(ExtendedHandshake),
+    /// BEP 11 peer exchange. `ext_id` is the id it travels under: ours
+    /// ([`OUR_UT_PEX_ID`]) when received, the peer's when sent.
+    Pex {
+        ext_id: u8,
+        pex: PexMessage,
+    },
+    /// Any other extension message, or one of the above whose payload did
+    /// not decode (ignored, not an error).
     Extended {
         ext_id: u8,
         payload: Vec<u8>,
@@ -242,12 +261,27 @@ pub fn decode_body(id: u8, body: &[u8]) -> Result<Message, WireError> {
             if body.is_empty() {
                 return Err(bad());
             }
-            Message::Extended {
-                ext_id: body[0],
-                payload: body[1..].to_vec(),
-            }
+            decode_extended(body[0], &body[1..])
         }
         other => Message::Unknown(other),
+    })
+}
+
+/// Decodes an extension message (BEP 10) by its id, as
+/// [`Message`]'s variants describe.
+pub fn decode_extended(ext_id: u8, payload: &[u8]) -> Message {
+    let typed = match ext_id {
+        0 => ExtendedHandshake::decode(payload)
+            .ok()
+            .map(Message::ExtendedHandshake),
+        OUR_UT_PEX_ID => PexMessage::decode(payload)
+            .ok()
+            .map(|pex| Message::Pex { ext_id, pex }),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| Message::Extended {
+        ext_id,
+        payload: payload.to_vec(),
     })
 }
 
@@ -306,6 +340,8 @@ impl Message {
                 out.extend_from_slice(data);
             }
             Message::Port(p) => frame(out, id::PORT, &[&p.to_be_bytes()]),
+            Message::ExtendedHandshake(hs) => frame(out, id::EXTENDED, &[&[0], &hs.encode()]),
+            Message::Pex { ext_id, pex } => frame(out, id::EXTENDED, &[&[*ext_id], &pex.encode()]),
             Message::Extended { ext_id, payload } => {
                 frame(out, id::EXTENDED, &[&[*ext_id], payload])
             }
@@ -341,15 +377,22 @@ mod tests {
             },
             Message::Cancel(r),
             Message::Port(6881),
+            Message::ExtendedHandshake(ExtendedHandshake {
+                reqq: Some(500),
+                client: Some("x".into()),
+                listen_port: None,
+                ut_pex: Some(3),
+            }),
+            Message::Pex {
+                ext_id: OUR_UT_PEX_ID,
+                pex: PexMessage {
+                    added: vec!["10.0.0.1:6881".parse().unwrap()],
+                    dropped: vec!["[2001:db8::1]:51413".parse().unwrap()],
+                },
+            },
             Message::Extended {
-                ext_id: 0,
-                payload: ExtendedHandshake {
-                    reqq: Some(500),
-                    client: Some("x".into()),
-                    listen_port: None,
-                    ut_pex: Some(3),
-                }
-                .encode(),
+                ext_id: 77,
+                payload: vec![1, 2, 3],
             },
         ]
     }
@@ -436,6 +479,66 @@ mod tests {
         assert_eq!(ExtendedHandshake::decode(theirs).unwrap().ut_pex, Some(2));
         let disabled = b"d1:md6:ut_pexi0eee";
         assert_eq!(ExtendedHandshake::decode(disabled).unwrap().ut_pex, None);
+    }
+
+    /// The typed extension messages put the same bytes on the wire as the
+    /// raw frame of their payload did before they were typed.
+    #[test]
+    fn extension_messages_are_typed_by_our_ids_and_encode_as_raw_frames() {
+        let hs = ExtendedHandshake {
+            reqq: Some(2048),
+            client: Some("btnode".into()),
+            listen_port: Some(6881),
+            ut_pex: Some(OUR_UT_PEX_ID),
+        };
+        let pex = PexMessage {
+            added: vec!["10.0.0.1:6881".parse().unwrap()],
+            dropped: vec![],
+        };
+        let raw = |ext_id: u8, payload: Vec<u8>| {
+            let mut out = Vec::new();
+            Message::Extended { ext_id, payload }.encode(&mut out);
+            out
+        };
+        let typed = |m: Message| {
+            let mut out = Vec::new();
+            m.encode(&mut out);
+            out
+        };
+        assert_eq!(
+            typed(Message::ExtendedHandshake(hs.clone())),
+            raw(0, hs.encode())
+        );
+        // Sent under the peer's id (7), read back raw: 7 is not ours.
+        let sent = typed(Message::Pex {
+            ext_id: 7,
+            pex: pex.clone(),
+        });
+        assert_eq!(sent, raw(7, pex.encode()));
+        assert_eq!(
+            decode_frame(&sent, 1 << 20).unwrap().unwrap().0,
+            Message::Extended {
+                ext_id: 7,
+                payload: pex.encode()
+            }
+        );
+        // Under our id it is peer exchange; garbage stays raw.
+        assert_eq!(
+            decode_extended(OUR_UT_PEX_ID, &pex.encode()),
+            Message::Pex {
+                ext_id: OUR_UT_PEX_ID,
+                pex
+            }
+        );
+        for (ext_id, junk) in [(0, &b"l"[..]), (OUR_UT_PEX_ID, b"d5:added1:xe")] {
+            assert_eq!(
+                decode_extended(ext_id, junk),
+                Message::Extended {
+                    ext_id,
+                    payload: junk.to_vec()
+                }
+            );
+        }
     }
 
     proptest! {
