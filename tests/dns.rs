@@ -310,7 +310,8 @@ fn nodes_resolve_bootstrap_names_through_the_service_and_fall_back_without_it() 
 }
 
 fn members_of(addr: SocketAddr) -> usize {
-    use btnode::overlay::{service, wire::Message};
+    use btnode::overlay::service;
+    use btnode::wire::overlay::Message;
     match service::request(addr, &Message::Stats, Duration::from_secs(2), None) {
         Ok(Message::StatsReply { members, .. }) => members,
         _ => 0,

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use btnode::core::InfoHash;
-use btnode::overlay::{service, wire::Message};
+use btnode::overlay::service;
+use btnode::wire::overlay::Message;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);

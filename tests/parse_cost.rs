@@ -297,7 +297,7 @@ fn peer_extension_payloads_cost_in_proportion() {
 
 #[test]
 fn overlay_frames_cost_in_proportion() {
-    use btnode::overlay::wire::{read_frame, MAX_ENTRIES, MAX_FRAME};
+    use btnode::wire::overlay::{read_frame, MAX_ENTRIES, MAX_FRAME};
     let entry = br#"{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.1:6881","peer_id":"6162636465666768696a6b6c6d6e6f7071727374","left":0,"last_seen":1000000},"#;
     // The most entries a frame may carry, then a frame full of them (over
     // the entry cap: refused, still at a cost in proportion).

@@ -1,6 +1,6 @@
 //! Overlay frames: length-prefixed JSON messages read from a stream.
 #![no_main]
-use btnode::overlay::wire::{read_frame, Message};
+use btnode::wire::overlay::{read_frame, Message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,8 @@ use super::args::{CreateArgs, DnsArgs, HealthArgs, LookupArgs, TrackerArgs};
 use super::CliError;
 
 pub fn run_health(args: &HealthArgs) -> Result<(), CliError> {
-    use crate::overlay::{service, wire::Message};
+    use crate::overlay::service;
+    use crate::wire::overlay::Message;
     let timeout = Duration::from_secs(2);
     if let Some(http) = args.http {
         return match minreq::get(format!("http://{http}/records"))
@@ -53,7 +54,8 @@ pub fn run_create(args: &CreateArgs) -> Result<(), CliError> {
 /// `btnode lookup INFO_HASH --at HOST:PORT [--limit N]`.
 pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
     use crate::core::InfoHash;
-    use crate::overlay::{rpc, wire::Message};
+    use crate::overlay::rpc;
+    use crate::wire::overlay::Message;
     use std::io::Write;
     use std::net::ToSocketAddrs;
     let info_hash = InfoHash::from_hex(&args.info_hash)

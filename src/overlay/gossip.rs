@@ -14,9 +14,9 @@ use super::membership::SyncPlan;
 use super::rpc::request;
 use super::service::{Inner, LOOKUP_FANOUT};
 use super::store::ProviderMeta;
-use super::wire::{Message, MAX_ENTRIES};
 use crate::core::lww::now_ms;
 use crate::core::InfoHash;
+use crate::wire::overlay::{Message, MAX_ENTRIES};
 
 impl Inner {
     pub(super) fn signal_push(&self) {

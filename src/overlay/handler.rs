@@ -18,9 +18,9 @@ use parking_lot::{Mutex, RwLock};
 use super::membership::Members;
 use super::rpc::Counters;
 use super::store::{ProviderMeta, Store};
-use super::wire::{Entry, Message, MAX_ENTRIES, MAX_LIMIT, MAX_MEMBERS, MAX_TTL};
 use crate::core::lww::now_ms;
 use crate::core::InfoHash;
+use crate::wire::overlay::{Entry, Message, MAX_ENTRIES, MAX_LIMIT, MAX_MEMBERS, MAX_TTL};
 
 /// Members sampled into every sync and sync reply.
 pub const SYNC_MEMBERS: usize = 16;

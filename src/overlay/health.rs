@@ -13,8 +13,8 @@ use crossbeam_channel::Receiver;
 use super::handler::add_members;
 use super::rpc::request;
 use super::service::Inner;
-use super::wire::{Message, MAX_TTL};
 use crate::core::lww::now_ms;
+use crate::wire::overlay::{Message, MAX_TTL};
 
 impl Inner {
     pub(super) fn learn_me(&self, observed: SocketAddr) {

@@ -2,7 +2,7 @@
 //!
 //! - [`store`]: providers per torrent, LWW on `last_seen`, TTL, tombstones.
 //! - [`membership`]: known overlay nodes, liveness, delta bookkeeping.
-//! - [`wire`]: framed JSON messages with typed ids (docs/OVERLAY.md).
+//! - the wire format, `crate::wire::overlay`: framed JSON messages with typed ids (docs/OVERLAY.md).
 //! - [`rpc`]: one request and its reply (the client side).
 //! - [`handler`]: the answer to one request (the server side, no sockets).
 //! - [`gossip`]: push–pull with a fanout of members; [`health`]: discovery,
@@ -20,7 +20,6 @@ pub mod membership;
 pub mod rpc;
 pub mod service;
 pub mod store;
-pub mod wire;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::wire::{self, FrameError, Message};
 use crate::runtime::listener::{Deadline, Timed};
+use crate::wire::overlay::{self as wire, FrameError, Message};
 
 /// Bytes and messages in and out (the `stats` reply).
 #[derive(Default)]

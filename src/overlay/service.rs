@@ -27,11 +27,11 @@ use super::handler::Handler;
 use super::membership::Members;
 pub use super::rpc::{request, Counters, RequestError};
 use super::store::{ProviderMeta, Store};
-use super::wire::{self, FrameError, Message};
 use super::OverlayConfig;
 use crate::core::lww::now_ms;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{self, Deadline, Limits, Service, Timed};
+use crate::wire::overlay::{self as wire, FrameError, Message};
 
 /// Most connection threads serving requests at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 128;

@@ -12,9 +12,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-pub use super::wire::{Entry, ProviderMeta};
 use crate::core::lww::{Bound, LwwMap, Versioned};
 use crate::core::InfoHash;
+pub use crate::wire::overlay::{Entry, ProviderMeta};
 
 /// Most providers kept per torrent (the newest win).
 pub const MAX_PROVIDERS_PER_HASH: usize = 1000;

@@ -101,15 +101,21 @@ pub fn connect(socket: socket2::Socket, addr: SocketAddr) -> Result<TcpStream, H
     }
 }
 
+/// Both sides' handshake is bounded by the same timeouts; peerwire wants
+/// no Nagle delay.
+fn bound_for_handshake(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_nodelay(true)
+}
+
 /// Sends our handshake on a freshly connected `stream` and reads theirs.
 pub fn dial(
     stream: &mut TcpStream,
     info_hash: InfoHash,
     our_id: PeerId,
 ) -> Result<Handshake, HandshakeError> {
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+    bound_for_handshake(stream)?;
     stream.write_all(&Handshake::new(info_hash, our_id).encode())?;
     let theirs = read_handshake(stream)?;
     check(&theirs, info_hash, our_id)?;
@@ -122,9 +128,7 @@ pub fn answer(
     info_hash: InfoHash,
     our_id: PeerId,
 ) -> Result<Handshake, HandshakeError> {
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+    bound_for_handshake(stream)?;
     let theirs = read_handshake(stream)?;
     // Refuse a wrong torrent before answering, so it learns nothing. Our own
     // id is answered first: the dialing side (ourselves, through an address

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::PieceStore;
-use crate::core::Metainfo;
+use crate::core::{Metainfo, PieceGeometry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -44,8 +44,7 @@ unsafe impl Send for MappedFile {}
 
 pub struct Storage {
     files: Vec<MappedFile>,
-    piece_length: u64,
-    total_length: u64,
+    geometry: PieceGeometry,
     page_size: usize,
 }
 
@@ -101,8 +100,7 @@ impl Storage {
         Ok((
             Storage {
                 files,
-                piece_length: meta.piece_length,
-                total_length: meta.total_length,
+                geometry: meta.geometry(),
                 page_size,
             },
             report,
@@ -112,7 +110,7 @@ impl Storage {
     /// The file-relative pieces of the byte range `[start, start+len)`:
     /// (file index, offset in that file, length).
     fn segments(&self, start: u64, len: u64) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
-        let end = (start + len).min(self.total_length);
+        let end = (start + len).min(self.geometry.total_length());
         // First file whose range ends after `start` (files are in offset order).
         let first = self.files.partition_point(|f| f.offset + f.length <= start);
         self.files[first..]
@@ -128,7 +126,7 @@ impl Storage {
     }
 
     fn byte_range(&self, piece: usize, begin: u32) -> u64 {
-        piece as u64 * self.piece_length + begin as u64
+        self.geometry.piece_offset(piece) + begin as u64
     }
 
     /// Pointer to `len` mapped bytes of file `file` at `offset`.

@@ -375,7 +375,8 @@ pub fn local_providers(
     at: std::net::SocketAddr,
     info_hash: &btnode::core::InfoHash,
 ) -> Vec<std::net::SocketAddr> {
-    use btnode::overlay::{service, wire::Message};
+    use btnode::overlay::service;
+    use btnode::wire::overlay::Message;
     let msg = Message::Lookup {
         info_hash: *info_hash,
         limit: 200,

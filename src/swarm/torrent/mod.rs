@@ -5,7 +5,7 @@
 //! the node loop applies hash results and runs the periodic tick (rates,
 //! rechoke). Every method is short and does no I/O: writes to disk happen
 //! outside the lock, between `begin_block` and `finish_block`, which is what
-//! gives a writer exclusive access to its block (see `storage::files`).
+//! gives a writer exclusive access to its block (the access rules are in the `storage` module doc).
 //!
 //! Lock order: this state's mutex is the only lock a connection thread takes
 //! besides the rate limiters, which are never taken while holding it.
