@@ -14,6 +14,7 @@
 //! - [`node`]: composition root, lifecycle and signals.
 //! - [`runtime`]: process-level machinery (the lock-cycle watchdog).
 
+pub mod api;
 pub mod cli;
 pub mod core;
 pub mod dns;
