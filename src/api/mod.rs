@@ -7,8 +7,7 @@
 pub mod model;
 
 pub use model::{
-    ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail,
-    TorrentSummary,
+    ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail, TorrentSummary,
 };
 
 /// What the API can ask of the session. Info-hashes are 40 lowercase hex

@@ -37,7 +37,7 @@ use super::limiter::RateLimiter;
 pub use super::writer::KEEPALIVE_INTERVAL;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{source_key, Slot};
-use crate::storage::{HashJob, PieceStore, StorageError};
+use crate::storage::{HashQueue, PieceStore, StorageError};
 use crate::swarm::picker::PeerKey;
 use crate::swarm::torrent::{DropReason, Room, TorrentState};
 use crate::wire::peer::{self, Handshake};
@@ -62,7 +62,7 @@ pub struct Swarm {
     pub max_peers: usize,
     pub limits: RateLimits,
     /// Where a reader sends a piece whose last block it wrote.
-    pub(super) hash_jobs: Sender<HashJob>,
+    pub(super) hash_jobs: HashQueue,
     shutting_down: AtomicBool,
     /// Closed (dropped) at shutdown: wakes every writer.
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -99,7 +99,7 @@ impl Swarm {
         our_id: PeerId,
         max_peers: usize,
         limits: RateLimits,
-        hash_jobs: Sender<HashJob>,
+        hash_jobs: HashQueue,
     ) -> Arc<Swarm> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (storage_failed_tx, storage_failed_rx) = crossbeam_channel::bounded(1);
@@ -210,7 +210,29 @@ impl Swarm {
     /// address may hold only [`spare_per_ip`] of them. `slot` is the
     /// connection's place in the listener (its per-address count), held by
     /// the connection thread until it ends.
-    pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr, slot: Slot) {
+    pub fn accept(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr, slot: Slot) {
+        self.accept_inner(stream, addr, slot, None)
+    }
+
+    /// [`Swarm::accept`] for a connection whose handshake the router has
+    /// already read (it chose this swarm by the handshake's info-hash).
+    pub fn accept_handshaken(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        addr: SocketAddr,
+        slot: Slot,
+        theirs: Handshake,
+    ) {
+        self.accept_inner(stream, addr, slot, Some(theirs))
+    }
+
+    fn accept_inner(
+        self: &Arc<Self>,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        slot: Slot,
+        read: Option<Handshake>,
+    ) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let source = source_key(addr.ip());
         let mut conns = self.conns.lock();
@@ -246,7 +268,13 @@ impl Swarm {
                     let _ = stream.shutdown(Shutdown::Both);
                     return;
                 }
-                match handshake::answer(&mut stream, swarm.info_hash, swarm.our_id) {
+                let answered = match read {
+                    Some(theirs) => {
+                        handshake::answer_read(&mut stream, theirs, swarm.info_hash, swarm.our_id)
+                    }
+                    None => handshake::answer(&mut stream, swarm.info_hash, swarm.our_id),
+                };
+                match answered {
                     Ok(theirs) => swarm.run(id, stream, addr, theirs, false),
                     Err(e) => {
                         log::debug!("incoming {addr}: {e}");

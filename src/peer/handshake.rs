@@ -128,8 +128,26 @@ pub fn answer(
     info_hash: InfoHash,
     our_id: PeerId,
 ) -> Result<Handshake, HandshakeError> {
+    let theirs = read_incoming(stream)?;
+    answer_read(stream, theirs, info_hash, our_id)
+}
+
+/// Reads an incoming peer's handshake (within [`HANDSHAKE_TIMEOUT`])
+/// without answering: the router reads it to learn which torrent the
+/// peer wants, then the torrent's swarm answers with [`answer_read`].
+pub fn read_incoming(stream: &mut TcpStream) -> Result<Handshake, HandshakeError> {
     bound_for_handshake(stream)?;
-    let theirs = read_handshake(stream)?;
+    read_handshake(stream)
+}
+
+/// Checks an incoming handshake already read and answers it.
+pub fn answer_read(
+    stream: &mut TcpStream,
+    theirs: Handshake,
+    info_hash: InfoHash,
+    our_id: PeerId,
+) -> Result<Handshake, HandshakeError> {
+    bound_for_handshake(stream)?;
     // Refuse a wrong torrent before answering, so it learns nothing. Our own
     // id is answered first: the dialing side (ourselves, through an address
     // a tracker or peer handed us) then sees `OurOwnId`, a permanent refusal,

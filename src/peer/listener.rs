@@ -1,16 +1,19 @@
 //! The peerwire listener: accepts connections on the bounded
-//! `runtime::listener` service and hands them to the swarm, which owns
-//! each connection from then on (the handshake deadline, `--max-peers`,
-//! eviction) and keeps its listener `Slot` in the connection thread, so
-//! the service's per-address cap ([`per_ip_cap`]) counts live peers.
-//! Stopped after the swarm's shutdown: the service wakes its blocked
-//! `accept` by connecting to itself and joins it.
+//! `runtime::listener` service and hands them to the [`Router`], which
+//! reads each handshake and gives the connection to the swarm of its
+//! info-hash; the swarm owns it from then on (`--max-peers`, eviction)
+//! and keeps its listener `Slot` in the connection thread, so the
+//! service's per-address cap ([`per_ip_cap`]) counts live peers. One
+//! listener serves every torrent of a process. Stopped after the swarms'
+//! shutdown: the service wakes its blocked `accept` by connecting to
+//! itself, closes connections still being routed, and joins.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::budget::handshake_spare;
+use super::router::Router;
 use super::Swarm;
 use crate::runtime::listener::{Limits, Options, Service};
 
@@ -31,13 +34,26 @@ impl Listener {
         Ok((l, addr))
     }
 
+    /// A listener for one swarm (a node running one torrent).
     pub fn start(listener: TcpListener, swarm: Arc<Swarm>) -> std::io::Result<Listener> {
-        let max = swarm.max_peers.max(1);
+        let max = swarm.max_peers;
+        Listener::start_routed(listener, Router::single(swarm), max)
+    }
+
+    /// A listener for every torrent `router` holds; `max_peers` is the
+    /// peer limit over all of them.
+    pub fn start_routed(
+        listener: TcpListener,
+        router: Arc<Router>,
+        max_peers: usize,
+    ) -> std::io::Result<Listener> {
+        let max = max_peers.max(1);
         let opts = Options {
             name: "peer".into(),
-            // The swarm's own count (`--max-peers` plus the spare
-            // handshake threads) is the real limit; the service's total
-            // only bounds it. Past the per-address cap a newcomer from that
+            // The swarms' own counts (`--max-peers` plus the spare
+            // handshake threads) are the real limit; the service's total
+            // only bounds them, and bounds the routing threads that read
+            // handshakes. Past the per-address cap a newcomer from that
             // address is closed at once, not displacing an older one: which
             // peer to let go is the swarm's choice (eviction).
             limits: Limits {
@@ -48,11 +64,8 @@ impl Listener {
             stop_grace: Duration::from_secs(1),
         };
         let service = Service::start_handoff(listener, opts, move |stream, peer, slot| {
-            if swarm.is_shutting_down() {
-                return;
-            }
             // The connection thread holds the slot until it ends.
-            swarm.accept(stream, peer, slot);
+            router.accept(stream, peer, slot);
         })?;
         Ok(Listener { service })
     }

@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod limiter;
 pub mod listener;
 mod reader;
+pub mod router;
 mod writer;
 
 pub use connection::{RateLimits, Swarm};

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use super::listener::Listener;
+use super::router::Router;
 use super::{RateLimits, Swarm};
 use crate::core::{InfoHash, PeerId, PieceGeometry};
 use crate::storage::{HashPool, HashResult, MemStorage, PieceHashes, PieceStore};
@@ -25,6 +26,8 @@ const INFO_HASH: InfoHash = InfoHash([0x11; 20]);
 /// Long enough for a loaded machine; a passing run takes well under a second.
 const PATIENCE: Duration = Duration::from_secs(30);
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The listen address of a node that only dials.
+const LOOPBACK_ANY: SocketAddr = SocketAddr::new(LOOPBACK, 0);
 
 struct Torrent {
     data: Vec<u8>,
@@ -78,6 +81,34 @@ struct Node {
 impl Node {
     /// A node holding `contents` (claimed verified: a seeder), or nothing.
     fn start(t: &Torrent, contents: Option<&[u8]>, seed: u64) -> Node {
+        let (listener, addr) = Listener::bind(LOOPBACK, 0).unwrap();
+        let mut node = Node::build(t, contents, seed, INFO_HASH, addr);
+        node.listener = Some(Listener::start(listener, node.swarm.clone()).unwrap());
+        node
+    }
+
+    /// A node for torrent `info_hash` whose connections come through a
+    /// listener shared with other torrents, at `addr`.
+    fn start_routed(
+        t: &Torrent,
+        contents: Option<&[u8]>,
+        seed: u64,
+        info_hash: InfoHash,
+        router: &Router,
+        addr: SocketAddr,
+    ) -> Node {
+        let node = Node::build(t, contents, seed, info_hash, addr);
+        router.add(node.swarm.clone());
+        node
+    }
+
+    fn build(
+        t: &Torrent,
+        contents: Option<&[u8]>,
+        seed: u64,
+        info_hash: InfoHash,
+        addr: SocketAddr,
+    ) -> Node {
         let store = Arc::new(match contents {
             Some(bytes) => MemStorage::with_contents(PIECE_LEN, bytes),
             None => MemStorage::new(PIECE_LEN, TOTAL_LEN),
@@ -91,18 +122,16 @@ impl Node {
                 state.resume_piece(piece);
             }
         }
-        let (listener, addr) = Listener::bind(LOOPBACK, 0).unwrap();
         state.listen_port = addr.port();
         let swarm = Swarm::new(
             state,
             store.clone(),
-            INFO_HASH,
+            info_hash,
             our_id,
             16,
             RateLimits::default(),
             pool.submitter(),
         );
-        let listener = Listener::start(listener, swarm.clone()).unwrap();
         let (events_tx, events) = crossbeam_channel::unbounded();
         let applied = swarm.clone();
         // Ends when the pool's workers (the result senders) are gone.
@@ -125,7 +154,7 @@ impl Node {
         Node {
             swarm,
             store,
-            listener: Some(listener),
+            listener: None,
             addr,
             pool: Some(pool),
             applier: Some(applier),
@@ -153,7 +182,9 @@ impl Node {
     /// Stops the node as the node loop does and returns what it stored.
     fn stop(mut self) -> Vec<u8> {
         self.swarm.shutdown(Duration::from_secs(5));
-        self.listener.take().expect("running").stop();
+        if let Some(l) = self.listener.take() {
+            l.stop();
+        }
         self.pool.take().expect("running").shutdown();
         self.applier.take().expect("running").join().unwrap();
         self.store.flush().unwrap();
@@ -279,4 +310,62 @@ fn a_full_store_is_reported_and_the_peer_is_kept() {
     }
     leecher.stop();
     seeder.stop();
+}
+
+/// Sends a handshake for `info_hash` and returns the info-hash of the
+/// answer, or None if the connection was closed without one.
+fn handshake_with(addr: SocketAddr, info_hash: InfoHash) -> Option<InfoHash> {
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(PATIENCE)).unwrap();
+    raw.write_all(&Handshake::new(info_hash, PeerId([0x33; 20])).encode())
+        .unwrap();
+    let mut theirs = [0u8; HANDSHAKE_LEN];
+    match raw.read_exact(&mut theirs) {
+        Ok(()) => Some(Handshake::decode(&theirs).unwrap().info_hash),
+        Err(e) => {
+            assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ),
+                "closed, not timed out: {e}"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn one_listener_routes_each_handshake_to_its_torrent() {
+    let (a, b) = (Torrent::new(20), Torrent::new(21));
+    let (hash_a, hash_b) = (InfoHash([0xaa; 20]), InfoHash([0xbb; 20]));
+    let router = Router::new();
+    let (socket, addr) = Listener::bind(LOOPBACK, 0).unwrap();
+    let listener = Listener::start_routed(socket, router.clone(), 32).unwrap();
+    let seed_a = Node::start_routed(&a, Some(&a.data), 22, hash_a, &router, addr);
+    let seed_b = Node::start_routed(&b, Some(&b.data), 23, hash_b, &router, addr);
+    assert_eq!(router.len(), 2);
+
+    assert_eq!(handshake_with(addr, hash_a), Some(hash_a));
+    assert_eq!(handshake_with(addr, hash_b), Some(hash_b));
+    assert_eq!(
+        handshake_with(addr, InfoHash([0xcc; 20])),
+        None,
+        "a torrent we do not hold is closed unanswered"
+    );
+
+    // A real download of the second torrent through the shared port.
+    let leecher = Node::build(&b, None, 24, hash_b, LOOPBACK_ANY);
+    assert!(leecher.swarm.dial(addr));
+    leecher.wait_complete();
+    assert!(leecher.stop() == b.data, "the bytes are torrent b's");
+
+    // A removed torrent is no longer answered; the other still is.
+    let removed = router.remove(&hash_a).expect("routed");
+    assert!(Arc::ptr_eq(&removed, &seed_a.swarm));
+    assert_eq!(handshake_with(addr, hash_a), None);
+    assert_eq!(handshake_with(addr, hash_b), Some(hash_b));
+    seed_a.stop();
+    seed_b.stop();
+    listener.stop();
 }

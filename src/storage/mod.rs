@@ -19,7 +19,7 @@ pub mod mem;
 pub mod torrent_file;
 
 pub use files::{OpenReport, Storage, StorageError};
-pub use hasher::{HashJob, HashPool, HashPurpose, HashResult, PieceHashes};
+pub use hasher::{HashJob, HashPool, HashPurpose, HashQueue, HashResult, PieceHashes};
 pub use mem::MemStorage;
 
 /// A torrent's bytes, addressed by piece and offset in the piece, as the
