@@ -22,6 +22,7 @@ pub mod node;
 pub mod overlay;
 pub mod peer;
 pub mod runtime;
+pub mod session;
 pub mod storage;
 pub mod swarm;
 pub mod tracker;

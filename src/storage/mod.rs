@@ -16,6 +16,7 @@ use std::io::{self, Read};
 pub mod files;
 pub mod hasher;
 pub mod mem;
+pub mod resume;
 pub mod torrent_file;
 
 pub use files::{OpenReport, Storage, StorageError};
