@@ -170,6 +170,7 @@ pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
         upload_rate_limit: cli.upload_rate_limit.filter(|&r| r > 0),
         download_rate_limit: cli.download_rate_limit.filter(|&r| r > 0),
         progress: !cli.no_progress,
+        resume_file: None,
     })
 }
 

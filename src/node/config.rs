@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub upload_rate_limit: Option<u64>,
     pub download_rate_limit: Option<u64>,
     pub progress: bool,
+    /// Fast-resume data (the daemon's): trusted at start after a clean
+    /// stop with unchanged files, kept while running, rewritten at stop.
+    pub resume_file: Option<PathBuf>,
 }
 
 /// A node that started and failed (exit code 1): what failed, with its

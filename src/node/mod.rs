@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::core::{Metainfo, PeerId};
+use crate::core::{Bitfield, Metainfo, PeerId};
 use crate::overlay::Overlay;
 use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
+use crate::peer::router::Router;
 use crate::peer::{RateLimits, Swarm};
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
+use crate::storage::resume::{self, ResumeData};
 use crate::storage::{HashJob, HashPurpose, HashResult, PieceStore, Storage};
 use crate::swarm::torrent::{HashOutcome, HashVerdict, TorrentState};
 use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
@@ -40,6 +42,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 /// long after start if no round has answered.
 const HYBRID_GRACE: Duration = Duration::from_secs(5);
 const HYBRID_MIN_PEERS: usize = 3;
+/// How often fast-resume data is brought up to date (flush, then record).
+const RESUME_INTERVAL: Duration = Duration::from_secs(5);
 
 pub fn run(config: NodeConfig) -> Result<(), NodeError> {
     let shutdown = signals::shutdown_on_signal()
@@ -79,10 +83,94 @@ fn failed(what: &str) -> impl Fn(std::io::Error) -> NodeError + '_ {
     move |e| NodeError(format!("{what}: {e}"))
 }
 
-/// Downloads and seeds one torrent until shutdown (or completion).
+/// What the torrents of one process share: the peer listener (through its
+/// router), the SHA-1 workers and the overlay node; and where one torrent
+/// publishes its status each second.
+#[derive(Clone)]
+pub struct Shared {
+    pub router: Arc<Router>,
+    pub pool: Arc<HashPool>,
+    pub overlay: Option<Arc<Overlay>>,
+    /// The shared peer listener's port, announced for every torrent.
+    pub listen_port: u16,
+    pub publish: Option<Publish>,
+}
+
+/// Receives a torrent's status every second and at its end.
+pub type Publish = Arc<dyn Fn(&Status) + Send + Sync>;
+
+/// Which discovery a torrent uses: the flag, else the overlay alone for a
+/// torrent without trackers and both for one with.
+pub fn discovery_mode(config: &NodeConfig, meta: &Metainfo) -> DiscoveryMode {
+    config
+        .discovery_mode
+        .unwrap_or(if meta.trackers.is_empty() {
+            DiscoveryMode::Overlay
+        } else {
+            DiscoveryMode::Hybrid
+        })
+}
+
+/// Downloads and seeds one torrent until shutdown (or completion): a
+/// process holding one torrent, with a listener, hash pool and overlay of
+/// its own.
 pub fn run_torrent(
     config: &NodeConfig,
     meta: Metainfo,
+    shutdown: Receiver<()>,
+) -> Result<(), NodeError> {
+    let (listener, listen_addr) = crate::runtime::ports::bind_or_fallback(
+        config.peer_port,
+        config.peer_port_chosen,
+        |port| Listener::bind(config.bind, port),
+    )
+    .map_err(failed("peerwire listener"))?;
+    crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
+    log::info!("peerwire listening on {listen_addr}");
+    let router = Router::new();
+    let listener = Listener::start_routed(listener, router.clone(), config.max_peers)
+        .map_err(failed("peerwire listener"))?;
+    let pool = Arc::new(HashPool::shared(hasher::default_threads()));
+    let overlay = if discovery_mode(config, &meta) != DiscoveryMode::Tracker {
+        let overlay = Overlay::start(config.overlay.clone())
+            .map_err(|e| NodeError(format!("overlay: {e}")))?;
+        log::info!("overlay listening on {}", overlay.local_addr());
+        Some(Arc::new(overlay))
+    } else {
+        None
+    };
+    let _dns_registration = overlay.as_ref().and_then(|o| {
+        let registration = config.dns_registration.as_ref()?;
+        crate::dns::register_self(registration, o.local_addr())
+    });
+    let shared = Shared {
+        router,
+        pool: pool.clone(),
+        overlay: overlay.clone(),
+        listen_port: listen_addr.port(),
+        publish: None,
+    };
+    let result = run_in_session(config, meta, &shared, shutdown);
+    drop(shared);
+    listener.stop();
+    // Always stopped, even if something still holds a clone of the Arc.
+    if let Some(o) = &overlay {
+        o.shutdown();
+    }
+    drop(overlay);
+    if let Ok(pool) = Arc::try_unwrap(pool) {
+        pool.shutdown();
+    }
+    result
+}
+
+/// Runs one torrent on resources `shared` with other torrents, until
+/// `shutdown` (or completion with `--exit-on-complete`); the swarm is
+/// routed incoming peers while it runs.
+pub fn run_in_session(
+    config: &NodeConfig,
+    meta: Metainfo,
+    shared: &Shared,
     shutdown: Receiver<()>,
 ) -> Result<(), NodeError> {
     let started = Instant::now();
@@ -103,7 +191,7 @@ pub fn run_torrent(
         geometry: meta.geometry(),
     });
     let (hash_tx, hash_rx) = crossbeam_channel::unbounded();
-    let pool = HashPool::start(storage.clone(), hashes, hasher::default_threads(), hash_tx);
+    let hash_queue = shared.pool.queue(storage.clone(), hashes, hash_tx);
 
     let geometry = meta.geometry();
     let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
@@ -111,8 +199,28 @@ pub fn run_torrent(
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
 
-    // Resume: verify, in parallel, every piece whose files already existed.
+    // Fast resume: after a clean stop with unchanged files, the recorded
+    // pieces are trusted without hashing.
+    let trusted = config.resume_file.as_deref().and_then(|path| {
+        let data = match resume::load(path) {
+            Ok(data) => data?,
+            Err(e) => {
+                log::warn!("ignoring resume data: {e}");
+                return None;
+            }
+        };
+        let stamps = resume::stamp_files(&meta, &config.data_dir).ok()?;
+        data.trusted_pieces(&meta, &stamps)
+    });
+    if let Some(pieces) = &trusted {
+        log::info!("fast resume: {} pieces verified at the last clean stop", pieces.count());
+        for piece in pieces.iter_ones() {
+            state.resume_piece(piece);
+        }
+    }
+    // Otherwise verify, in parallel, every piece whose files already existed.
     let to_check: Vec<usize> = (0..meta.num_pieces())
+        .filter(|_| trusted.is_none())
         .filter(|&p| {
             storage
                 .files_of_piece(p, geometry.piece_len(p))
@@ -123,7 +231,7 @@ pub fn run_torrent(
     if !to_check.is_empty() {
         log::info!("checking {} pieces already on disk", to_check.len());
         for &piece in &to_check {
-            pool.submit(HashJob {
+            hash_queue.send(HashJob {
                 piece,
                 purpose: HashPurpose::Resume,
             });
@@ -142,16 +250,13 @@ pub fn run_torrent(
             meta.num_pieces()
         );
     }
+    state.stats.pieces_checked_at_start = to_check.len() as u64;
+    // From here on the files change: the data on disk is not clean again
+    // until the stop rewrites it.
+    let mut resume_saved = state.have().clone();
+    save_resume(config, &meta, &resume_saved, false);
 
-    let (listener, listen_addr) = crate::runtime::ports::bind_or_fallback(
-        config.peer_port,
-        config.peer_port_chosen,
-        |port| Listener::bind(config.bind, port),
-    )
-    .map_err(failed("peerwire listener"))?;
-    crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
-    state.listen_port = listen_addr.port();
-    log::info!("peerwire listening on {listen_addr}");
+    state.listen_port = shared.listen_port;
     let limits = RateLimits {
         upload: config.upload_rate_limit.map(RateLimiter::new),
         download: config.download_rate_limit.map(RateLimiter::new),
@@ -163,40 +268,23 @@ pub fn run_torrent(
         our_id,
         config.max_peers,
         limits,
-        pool.submitter(),
+        hash_queue,
     );
-    let listener = Listener::start(listener, swarm.clone()).map_err(failed("peerwire listener"))?;
+    shared.router.add(swarm.clone());
 
     let (peers_tx, peers_rx) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
     let mut candidates = Candidates::default();
     candidates.add(resolve_all(&config.direct_peers), Instant::now());
 
-    let mode = config
-        .discovery_mode
-        .unwrap_or(if meta.trackers.is_empty() {
-            DiscoveryMode::Overlay
-        } else {
-            DiscoveryMode::Hybrid
-        });
-    let overlay = if mode != DiscoveryMode::Tracker {
-        let overlay = Overlay::start(config.overlay.clone())
-            .map_err(|e| NodeError(format!("overlay: {e}")))?;
-        log::info!("overlay listening on {}", overlay.local_addr());
-        Some(Arc::new(overlay))
-    } else {
-        None
-    };
-    let _dns_registration = overlay.as_ref().and_then(|o| {
-        let registration = config.dns_registration.as_ref()?;
-        crate::dns::register_self(registration, o.local_addr())
-    });
+    let mode = discovery_mode(config, &meta);
+    let overlay = &shared.overlay;
     let discovery = match &overlay {
         Some(o) => Some(
             OverlayDiscovery::start(
                 o.clone(),
                 meta.info_hash,
                 our_id,
-                listen_addr.port(),
+                shared.listen_port,
                 swarm.clone(),
                 peers_tx.clone(),
             )
@@ -219,7 +307,7 @@ pub fn run_torrent(
                 urls: meta.tracker_urls(),
                 info_hash: meta.info_hash,
                 peer_id: our_id,
-                port: listen_addr.port(),
+                port: shared.listen_port,
                 interval: config.announce_interval,
             },
             counters,
@@ -243,7 +331,7 @@ pub fn run_torrent(
             info_hash: meta.info_hash.to_hex(),
             name: meta.name.clone(),
             state: state_name,
-            peer_port: listen_addr.port(),
+            peer_port: shared.listen_port,
             overlay_port,
             pieces_total: meta.num_pieces(),
             pieces_have: s.have().count(),
@@ -255,6 +343,9 @@ pub fn run_torrent(
             up_rate,
             peers: s.peer_summaries(),
             known_peers: candidates.len(),
+            piece_map: (0..s.have().len())
+                .map(|p| if s.have().get(p) { '1' } else { '0' })
+                .collect(),
         }
     };
 
@@ -267,6 +358,7 @@ pub fn run_torrent(
     let never = crossbeam_channel::never();
     let rounds = discovery.as_ref().map_or(&never, |d| d.rounds());
     let mut exit_now = complete && config.exit_on_complete;
+    let mut resume_due = Instant::now();
     let mut failure = None;
     while !exit_now {
         crossbeam_channel::select! {
@@ -354,8 +446,25 @@ pub fn run_torrent(
                     log::info!("overlay found too few peers: asking the tracker too");
                     announcer = start_announcer()?;
                 }
+                if config.resume_file.is_some() && resume_due.elapsed() >= RESUME_INTERVAL {
+                    resume_due = Instant::now();
+                    // Pieces verified before the flush are on disk after it.
+                    let have = swarm.state.lock().have().clone();
+                    if have != resume_saved {
+                        match storage.flush() {
+                            Ok(()) => {
+                                save_resume(config, &meta, &have, false);
+                                resume_saved = have;
+                            }
+                            Err(e) => log::warn!("cannot flush the download: {e}"),
+                        }
+                    }
+                }
                 let st = snapshot(&swarm, &candidates, if complete { "seeding" } else { "downloading" });
                 progress.show(&st);
+                if let Some(publish) = &shared.publish {
+                    publish(&st);
+                }
                 if let Some(path) = &config.status_file {
                     status::write_status(path, &st);
                 }
@@ -370,16 +479,12 @@ pub fn run_torrent(
     if let Some(d) = discovery {
         d.stop();
     }
+    // Stop routing newcomers here before ending the connections.
+    shared.router.remove(&meta.info_hash);
     swarm.shutdown(SHUTDOWN_DEADLINE);
-    listener.stop();
     if let Some(a) = announcer {
         a.stop();
     }
-    // Always stopped, even if something still holds a clone of the Arc.
-    if let Some(o) = &overlay {
-        o.shutdown();
-    }
-    drop(overlay);
     let final_status = snapshot(
         &swarm,
         &candidates,
@@ -389,11 +494,16 @@ pub fn run_torrent(
             "stopped"
         },
     );
+    let have = swarm.state.lock().have().clone();
     drop(swarm);
-    pool.shutdown();
     storage.flush().map_err(failed("flushing the download"))?;
+    // Clean only once everything is flushed.
+    save_resume(config, &meta, &have, failure.is_none());
     if let Some(path) = &config.status_file {
         status::write_status(path, &final_status);
+    }
+    if let Some(publish) = &shared.publish {
+        publish(&final_status);
     }
     log::info!(
         "stopped: {} downloaded, {} uploaded",
@@ -401,6 +511,35 @@ pub fn run_torrent(
         status::human(final_status.stats.uploaded)
     );
     failure.map_or(Ok(()), Err)
+}
+
+/// Writes fast-resume data, if this torrent keeps any: `pieces` must be
+/// verified and flushed; `clean` only after the final flush (the file
+/// stamps are taken now, and trusted at the next start only if clean).
+fn save_resume(config: &NodeConfig, meta: &Metainfo, pieces: &Bitfield, clean: bool) {
+    let Some(path) = &config.resume_file else {
+        return;
+    };
+    let files = if clean {
+        match resume::stamp_files(meta, &config.data_dir) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("cannot stamp the files for resume data: {e}");
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let data = ResumeData {
+        info_hash: meta.info_hash,
+        pieces: pieces.clone(),
+        files,
+        clean,
+    };
+    if let Err(e) = resume::save(path, &data) {
+        log::warn!("cannot save resume data {}: {e}", path.display());
+    }
 }
 
 /// Hybrid mode: whether the tracker should join in. `found` is what the

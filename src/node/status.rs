@@ -26,6 +26,9 @@ pub struct Status {
     pub up_rate: f64,
     pub peers: Vec<PeerSummary>,
     pub known_peers: usize,
+    /// One character per piece, '1' verified: for the API's piece map.
+    #[serde(skip)]
+    pub piece_map: String,
 }
 
 /// Writes `status` to `path` atomically (write a sibling, then rename).

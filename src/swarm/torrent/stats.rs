@@ -15,6 +15,9 @@ pub struct Stats {
     pub pieces_downloaded: u64,
     /// Pieces found valid on disk at start.
     pub pieces_resumed: u64,
+    /// Pieces hashed at start to check what was on disk (0 when
+    /// fast-resume data was trusted).
+    pub pieces_checked_at_start: u64,
 }
 
 impl TorrentState {
