@@ -4,11 +4,12 @@
 //! it talks to a [`Control`] (the session implements it) and speaks the
 //! JSON shapes in [`model`], which `btnode add/list/...` parse back.
 
+pub mod auth;
 pub mod model;
+pub mod server;
 
 pub use model::{
-    ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail,
-    TorrentSummary,
+    ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail, TorrentSummary,
 };
 
 /// What the API can ask of the session. Info-hashes are 40 lowercase hex
