@@ -92,16 +92,20 @@ impl ApiServer {
             deadline: REQUEST_DEADLINE,
             ..RequestLimits::default()
         };
-        let api = Api {
+        let api = Arc::new(Api {
             cfg,
             control,
             pages,
-        };
-        let service = http::serve(
+        });
+        let gate = api.clone();
+        // A request that will be refused is refused before its body is
+        // read: no upload is taken in without the token.
+        let service = http::serve_gated(
             listener,
             "api",
             Limits::new(MAX_CONNECTIONS),
             request,
+            move |head| gate.refusal(head).is_none(),
             move |req, _peer| api.handle(req),
         )?;
         Ok(ApiServer { service })
@@ -222,17 +226,11 @@ impl Api {
             Ok(req) => req,
             Err(e) => return error(e.status().unwrap_or(400), &e.to_string()),
         };
-        if !auth::host_allowed(req.header("host"), &self.cfg.allowed_hosts) {
-            return error(
-                403,
-                "Host not allowed: use an IP address, localhost or an --api-host name",
-            );
+        if let Some(refused) = self.refusal(&req) {
+            return refused;
         }
         let path = req.path();
         if let Some(rest) = path.strip_prefix("/api/") {
-            if !self.authorized(&req) {
-                return unauthorized();
-            }
             return match rest.strip_prefix("v1/") {
                 Some(route) => self.api_v1(&req, route),
                 None => error(404, "no such API version: use /api/v1/"),
@@ -241,13 +239,25 @@ impl Api {
         if req.method != "GET" {
             return method_not_allowed("GET");
         }
-        if path == "/metrics" && !self.cfg.metrics_public && !self.authorized(&req) {
-            return unauthorized();
-        }
         match (self.pages)(path) {
             Some(page) => page.into(),
             None => error(404, "not found"),
         }
+    }
+
+    /// The answer to a request that may not be served, from its head
+    /// alone: the Host check first, then the token where one is needed.
+    fn refusal(&self, req: &Request) -> Option<Reply> {
+        if !auth::host_allowed(req.header("host"), &self.cfg.allowed_hosts) {
+            return Some(error(
+                403,
+                "Host not allowed: use an IP address, localhost or an --api-host name",
+            ));
+        }
+        let path = req.path();
+        let needs_token =
+            path.starts_with("/api/") || (path == "/metrics" && !self.cfg.metrics_public);
+        (needs_token && !self.authorized(req)).then(unauthorized)
     }
 
     fn authorized(&self, req: &Request) -> bool {
@@ -635,6 +645,45 @@ mod tests {
             201
         );
         assert_eq!(fake.calls.lock().unwrap().len(), 1);
+        assert!(server.stop());
+    }
+
+    #[test]
+    fn a_refused_upload_is_answered_without_its_body() {
+        let (server, fake) = start();
+        let addr = server.local_addr();
+        // The head promises a body held back for 100-continue; a refused
+        // client is answered at once, never asked for it.
+        for head in [
+            "POST /api/v1/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer nope",
+            "POST /api/v1/torrents HTTP/1.1\r\nHost: evil.example",
+        ] {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let req = format!("{head}\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all)
+                .expect("answered before the deadline");
+            let a = parse_answer(&all);
+            assert!(matches!(a.status, 401 | 403), "{}", a.head);
+            assert!(!a.head.contains("100 Continue"), "{}", a.head);
+        }
+        assert!(fake.calls.lock().unwrap().is_empty());
+        // With the token the body is asked for and read.
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = format!(
+            "POST /api/v1/torrents HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut cont = [0u8; 25];
+        s.read_exact(&mut cont).unwrap();
+        assert_eq!(&cont, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(b"abc").unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        assert_eq!(parse_answer(&all).status, 201);
         assert!(server.stop());
     }
 

@@ -129,7 +129,21 @@ pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request
 pub fn read_request_with(
     r: &mut impl Read,
     limits: &RequestLimits,
+    go_on: impl FnMut() -> io::Result<()>,
+) -> Result<Request, HttpError> {
+    read_request_gated(r, limits, go_on, |_| true)
+}
+
+/// [`read_request_with`], asking `gate` about the head (a [`Request`] with
+/// no body yet) before any of the body is asked for or read: when it says
+/// no, the request comes back with an empty body and the rest is left
+/// unread, so a client that will be refused (no token) cannot make the
+/// server take in, or hold memory for, a large upload first.
+pub fn read_request_gated(
+    r: &mut impl Read,
+    limits: &RequestLimits,
     mut go_on: impl FnMut() -> io::Result<()>,
+    gate: impl FnOnce(&Request) -> bool,
 ) -> Result<Request, HttpError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -169,6 +183,15 @@ pub fn read_request_with(
                 if length > limits.max_body {
                     return Err(HttpError::BodyTooLarge);
                 }
+                let mut request = Request {
+                    method,
+                    target,
+                    headers: header_list,
+                    body: Vec::new(),
+                };
+                if length > 0 && !gate(&request) {
+                    return Ok(request);
+                }
                 let mut body = buf.split_off(head_len);
                 if body.len() < length {
                     if expect_continue {
@@ -181,12 +204,8 @@ pub fn read_request_with(
                 // Bytes past the body (a pipelined request) are ignored: one
                 // request per connection.
                 body.truncate(length);
-                return Ok(Request {
-                    method,
-                    target,
-                    headers: header_list,
-                    body,
-                });
+                request.body = body;
+                return Ok(request);
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
@@ -269,10 +288,27 @@ pub fn serve_connection<F, R>(
     F: Fn(Result<Request, &HttpError>, SocketAddr) -> R,
     R: Into<Reply>,
 {
+    serve_connection_gated(stream, peer, limits, &|_: &Request| true, handler)
+}
+
+/// [`serve_connection`] reading the body only if `gate` passes the head
+/// (see [`read_request_gated`]); a request it refuses reaches `handler`
+/// with an empty body, and the handler must refuse it the same way.
+pub fn serve_connection_gated<G, F, R>(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    limits: &RequestLimits,
+    gate: &G,
+    handler: &F,
+) where
+    G: Fn(&Request) -> bool,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R,
+    R: Into<Reply>,
+{
     let deadline = Deadline::after(limits.deadline);
     let mut io = Timed::new(stream, deadline);
     let go_on = || Timed::new(stream, deadline).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    let reply: Reply = match read_request_with(&mut io, limits, go_on) {
+    let reply: Reply = match read_request_gated(&mut io, limits, go_on, gate) {
         Ok(req) => handler(Ok(req), peer).into(),
         Err(e) => match e.status() {
             Some(_) => handler(Err(&e), peer).into(),
@@ -297,13 +333,31 @@ where
     F: Fn(Result<Request, &HttpError>, SocketAddr) -> R + Send + Sync + 'static,
     R: Into<Reply>,
 {
+    serve_gated(listener, name, limits, request, |_: &Request| true, handler)
+}
+
+/// [`serve`] with a `gate` on each request's head (see
+/// [`serve_connection_gated`]).
+pub fn serve_gated<G, F, R>(
+    listener: std::net::TcpListener,
+    name: &str,
+    limits: Limits,
+    request: RequestLimits,
+    gate: G,
+    handler: F,
+) -> io::Result<Service>
+where
+    G: Fn(&Request) -> bool + Send + Sync + 'static,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R + Send + Sync + 'static,
+    R: Into<Reply>,
+{
     let opts = Options {
         name: name.to_string(),
         limits,
         stop_grace: Duration::from_secs(2),
     };
     Service::start(listener, opts, move |stream, peer| {
-        serve_connection(&stream, peer, &request, &handler)
+        serve_connection_gated(&stream, peer, &request, &gate, &handler)
     })
 }
 
@@ -405,6 +459,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!((req.body.as_slice(), asked), (&b"ok"[..], 1));
+    }
+
+    #[test]
+    fn a_gate_that_says_no_leaves_the_body_unread_and_unasked() {
+        let bytes = b"POST /r HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok";
+        let mut asked = 0;
+        let mut seen = None;
+        let req = read_request_gated(
+            &mut &bytes[..],
+            &RequestLimits::default(),
+            || {
+                asked += 1;
+                Ok(())
+            },
+            |head| {
+                seen = Some(head.target.clone());
+                false
+            },
+        )
+        .unwrap();
+        assert_eq!((req.method.as_str(), req.body.len(), asked), ("POST", 0, 0));
+        assert_eq!(seen.as_deref(), Some("/r"));
+        // Saying yes reads it as usual.
+        let req = read_request_gated(
+            &mut &bytes[..],
+            &RequestLimits::default(),
+            || Ok(()),
+            |_| true,
+        )
+        .unwrap();
+        assert_eq!(req.body, b"ok");
     }
 
     #[test]
