@@ -4,7 +4,9 @@
 //! it talks to a [`Control`] (the session implements it) and speaks the
 //! JSON shapes in [`model`], which `btnode add/list/...` parse back.
 
+pub mod auth;
 pub mod model;
+pub mod server;
 
 pub use model::{
     ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail, TorrentSummary,

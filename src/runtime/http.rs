@@ -41,6 +41,8 @@ pub struct Request {
     pub method: String,
     /// The request target as sent (path and query).
     pub target: String,
+    /// As sent, in order; names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -53,6 +55,14 @@ impl Request {
     /// The query (after `?`), empty without one.
     pub fn query(&self) -> &str {
         self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The first header called `name` (any case), its value trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
     }
 }
 
@@ -91,6 +101,24 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// A [`Response`] with headers beyond the ones every response carries
+/// (`WWW-Authenticate`, `Allow`, ...). Handlers that need none return a
+/// plain [`Response`].
+pub struct Reply {
+    pub response: Response,
+    /// Names and values; written as given, so no CR or LF in them.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply {
+            response,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// Reads one request from `r`. Pure over any reader (tested on bytes).
 pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request, HttpError> {
     read_request_with(r, limits, || Ok(()))
@@ -101,7 +129,21 @@ pub fn read_request(r: &mut impl Read, limits: &RequestLimits) -> Result<Request
 pub fn read_request_with(
     r: &mut impl Read,
     limits: &RequestLimits,
+    go_on: impl FnMut() -> io::Result<()>,
+) -> Result<Request, HttpError> {
+    read_request_gated(r, limits, go_on, |_| true)
+}
+
+/// [`read_request_with`], asking `gate` about the head (a [`Request`] with
+/// no body yet) before any of the body is asked for or read: when it says
+/// no, the request comes back with an empty body and the rest is left
+/// unread, so a client that will be refused (no token) cannot make the
+/// server take in, or hold memory for, a large upload first.
+pub fn read_request_gated(
+    r: &mut impl Read,
+    limits: &RequestLimits,
     mut go_on: impl FnMut() -> io::Result<()>,
+    gate: impl FnOnce(&Request) -> bool,
 ) -> Result<Request, HttpError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -114,7 +156,14 @@ pub fn read_request_with(
                 let target = req.path.unwrap_or("").to_string();
                 let mut length = None;
                 let mut expect_continue = false;
+                let mut header_list = Vec::with_capacity(req.headers.len());
                 for h in req.headers.iter() {
+                    // A value that is not UTF-8 is kept lossily: no caller
+                    // trusts a header it has not checked anyway.
+                    header_list.push((
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    ));
                     if h.name.eq_ignore_ascii_case("content-length") {
                         let n = std::str::from_utf8(h.value)
                             .ok()
@@ -134,6 +183,15 @@ pub fn read_request_with(
                 if length > limits.max_body {
                     return Err(HttpError::BodyTooLarge);
                 }
+                let mut request = Request {
+                    method,
+                    target,
+                    headers: header_list,
+                    body: Vec::new(),
+                };
+                if length > 0 && !gate(&request) {
+                    return Ok(request);
+                }
                 let mut body = buf.split_off(head_len);
                 if body.len() < length {
                     if expect_continue {
@@ -146,11 +204,8 @@ pub fn read_request_with(
                 // Bytes past the body (a pipelined request) are ignored: one
                 // request per connection.
                 body.truncate(length);
-                return Ok(Request {
-                    method,
-                    target,
-                    body,
-                });
+                request.body = body;
+                return Ok(request);
             }
             Ok(httparse::Status::Partial) => {}
             Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
@@ -173,7 +228,11 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
@@ -184,13 +243,33 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes `resp` as one HTTP/1.1 response that closes the connection.
 pub fn write_response(w: &mut impl Write, resp: &Response) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    write_reply_parts(w, resp, &[])
+}
+
+/// [`write_response`] with the reply's extra headers.
+pub fn write_reply(w: &mut impl Write, reply: &Reply) -> io::Result<()> {
+    write_reply_parts(w, &reply.response, &reply.headers)
+}
+
+fn write_reply_parts(
+    w: &mut impl Write,
+    resp: &Response,
+    extra: &[(&'static str, String)],
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,
         resp.body.len()
     );
+    for (name, value) in extra {
+        // A value with a line break would start a header of its own.
+        if !value.contains(['\r', '\n']) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
     let mut out = head.into_bytes();
     out.extend_from_slice(&resp.body);
     w.write_all(&out)?;
@@ -198,33 +277,52 @@ pub fn write_response(w: &mut impl Write, resp: &Response) -> io::Result<()> {
 }
 
 /// Serves one connection: read a request, answer it with `handler` (which
-/// also answers the errors that have a status), close.
-pub fn serve_connection<F>(
+/// also answers the errors that have a status), close. The handler returns
+/// a [`Response`] or, with extra headers, a [`Reply`].
+pub fn serve_connection<F, R>(
     stream: &TcpStream,
     peer: SocketAddr,
     limits: &RequestLimits,
     handler: &F,
 ) where
-    F: Fn(Result<Request, &HttpError>, SocketAddr) -> Response,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R,
+    R: Into<Reply>,
+{
+    serve_connection_gated(stream, peer, limits, &|_: &Request| true, handler)
+}
+
+/// [`serve_connection`] reading the body only if `gate` passes the head
+/// (see [`read_request_gated`]); a request it refuses reaches `handler`
+/// with an empty body, and the handler must refuse it the same way.
+pub fn serve_connection_gated<G, F, R>(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    limits: &RequestLimits,
+    gate: &G,
+    handler: &F,
+) where
+    G: Fn(&Request) -> bool,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R,
+    R: Into<Reply>,
 {
     let deadline = Deadline::after(limits.deadline);
     let mut io = Timed::new(stream, deadline);
     let go_on = || Timed::new(stream, deadline).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    let resp = match read_request_with(&mut io, limits, go_on) {
-        Ok(req) => handler(Ok(req), peer),
+    let reply: Reply = match read_request_gated(&mut io, limits, go_on, gate) {
+        Ok(req) => handler(Ok(req), peer).into(),
         Err(e) => match e.status() {
-            Some(_) => handler(Err(&e), peer),
+            Some(_) => handler(Err(&e), peer).into(),
             None => return,
         },
     };
     // The client may have gone; nothing to do about it.
-    let _ = write_response(&mut io, &resp);
+    let _ = write_reply(&mut io, &reply);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// An HTTP front on `listener`: a bounded [`Service`] whose connections
 /// each carry one request.
-pub fn serve<F>(
+pub fn serve<F, R>(
     listener: std::net::TcpListener,
     name: &str,
     limits: Limits,
@@ -232,7 +330,26 @@ pub fn serve<F>(
     handler: F,
 ) -> io::Result<Service>
 where
-    F: Fn(Result<Request, &HttpError>, SocketAddr) -> Response + Send + Sync + 'static,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R + Send + Sync + 'static,
+    R: Into<Reply>,
+{
+    serve_gated(listener, name, limits, request, |_: &Request| true, handler)
+}
+
+/// [`serve`] with a `gate` on each request's head (see
+/// [`serve_connection_gated`]).
+pub fn serve_gated<G, F, R>(
+    listener: std::net::TcpListener,
+    name: &str,
+    limits: Limits,
+    request: RequestLimits,
+    gate: G,
+    handler: F,
+) -> io::Result<Service>
+where
+    G: Fn(&Request) -> bool + Send + Sync + 'static,
+    F: Fn(Result<Request, &HttpError>, SocketAddr) -> R + Send + Sync + 'static,
+    R: Into<Reply>,
 {
     let opts = Options {
         name: name.to_string(),
@@ -240,7 +357,7 @@ where
         stop_grace: Duration::from_secs(2),
     };
     Service::start(listener, opts, move |stream, peer| {
-        serve_connection(&stream, peer, &request, &handler)
+        serve_connection_gated(&stream, peer, &request, &gate, &handler)
     })
 }
 
@@ -259,6 +376,8 @@ mod tests {
         assert_eq!(r.path(), "/announce");
         assert_eq!(r.query(), "a=1&b=%20");
         assert!(r.body.is_empty());
+        assert_eq!(r.headers, vec![("host".to_string(), "x".to_string())]);
+        assert_eq!((r.header("HOST"), r.header("accept")), (Some("x"), None));
         let r = parse(b"POST /records HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello+more").unwrap();
         assert_eq!(r.body, b"hello");
         assert_eq!(r.query(), "");
@@ -343,6 +462,37 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_that_says_no_leaves_the_body_unread_and_unasked() {
+        let bytes = b"POST /r HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok";
+        let mut asked = 0;
+        let mut seen = None;
+        let req = read_request_gated(
+            &mut &bytes[..],
+            &RequestLimits::default(),
+            || {
+                asked += 1;
+                Ok(())
+            },
+            |head| {
+                seen = Some(head.target.clone());
+                false
+            },
+        )
+        .unwrap();
+        assert_eq!((req.method.as_str(), req.body.len(), asked), ("POST", 0, 0));
+        assert_eq!(seen.as_deref(), Some("/r"));
+        // Saying yes reads it as usual.
+        let req = read_request_gated(
+            &mut &bytes[..],
+            &RequestLimits::default(),
+            || Ok(()),
+            |_| true,
+        )
+        .unwrap();
+        assert_eq!(req.body, b"ok");
+    }
+
+    #[test]
     fn responses_carry_length_and_close() {
         let mut out = Vec::new();
         write_response(
@@ -359,5 +509,24 @@ mod tests {
         assert!(text.contains("Content-Length: 4\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nnope"));
+        // Extra headers are written; one with a line break is not.
+        let mut out = Vec::new();
+        let reply = Reply {
+            response: Response {
+                status: 401,
+                content_type: "application/json",
+                body: b"{}".to_vec(),
+            },
+            headers: vec![
+                ("WWW-Authenticate", "Bearer".into()),
+                ("X-Bad", "a\r\nSet-Cookie: b".into()),
+            ],
+        };
+        write_reply(&mut out, &reply).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"));
+        assert!(text.contains("\r\nWWW-Authenticate: Bearer\r\n"));
+        assert!(!text.contains("X-Bad") && !text.contains("Set-Cookie"));
+        assert!(text.ends_with("\r\n\r\n{}"));
     }
 }
