@@ -222,6 +222,14 @@ impl Overlay {
         self.inner.members.lock().len()
     }
 
+    /// Bytes of overlay requests served in and replies sent out.
+    pub fn served_bytes(&self) -> (u64, u64) {
+        (
+            self.inner.counters.bytes_in.load(Ordering::Relaxed),
+            self.inner.counters.bytes_out.load(Ordering::Relaxed),
+        )
+    }
+
     /// Stops and joins every overlay thread, waiting at most
     /// [`SHUTDOWN_GRACE`] for the background loops (a thread still inside
     /// a request past it is logged and left to end with the process);

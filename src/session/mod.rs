@@ -4,3 +4,6 @@
 //! keeps a torrent's data directory inside the download root.
 
 pub mod state;
+pub mod torrents;
+
+pub use torrents::{Session, SessionConfig};

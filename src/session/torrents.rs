@@ -1,0 +1,482 @@
+//! The daemon's session: many torrents in one process behind one peer
+//! listener (routing by info-hash), one hash pool and one overlay node.
+//! Each running torrent is the node loop of `node::run_in_session` on a
+//! thread of its own; pausing ends that loop (flushing and writing clean
+//! fast-resume data) and resuming starts a new one, which trusts that data.
+//!
+//! Locks, in order: `torrents`, then an entry's `status`. Neither is held
+//! while a torrent thread is joined or a file is written.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use super::state::{resolve_data_dir, StateDir, TorrentSettings};
+use crate::api::{
+    Control, ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail,
+    TorrentSummary,
+};
+use crate::core::{InfoHash, Metainfo};
+use crate::node::status::Status;
+use crate::node::{self, DiscoveryMode, NodeConfig, NodeError, Shared};
+use crate::overlay::Overlay;
+use crate::peer::listener::Listener;
+use crate::peer::router::Router;
+use crate::storage::hasher::{self, HashPool};
+
+/// How the daemon was started.
+pub struct SessionConfig {
+    /// The node flags every torrent runs with (data dir and torrent are
+    /// per torrent).
+    pub node: NodeConfig,
+    pub state_dir: PathBuf,
+    /// Every torrent's data lives under here.
+    pub download_root: PathBuf,
+}
+
+struct Entry {
+    meta: Metainfo,
+    settings: TorrentSettings,
+    data_dir: PathBuf,
+    running: Option<Running>,
+    /// The latest status the torrent's loop published.
+    status: Arc<Mutex<Option<Status>>>,
+}
+
+struct Running {
+    stop: Sender<()>,
+    thread: JoinHandle<Result<(), NodeError>>,
+}
+
+pub struct Session {
+    config: NodeConfig,
+    root: PathBuf,
+    state: StateDir,
+    shared: Shared,
+    listener: Mutex<Option<Listener>>,
+    torrents: Mutex<HashMap<InfoHash, Entry>>,
+    started: Instant,
+    dns_name: Option<String>,
+    _dns_registration: Option<crate::dns::client::Registration>,
+}
+
+impl Session {
+    /// Binds the peer listener, starts the hash pool and the overlay, and
+    /// brings back every torrent of the state directory (paused ones stay
+    /// paused).
+    pub fn start(cfg: SessionConfig) -> Result<Arc<Session>, NodeError> {
+        let io = |what: &'static str| move |e: std::io::Error| NodeError(format!("{what}: {e}"));
+        std::fs::create_dir_all(&cfg.download_root).map_err(io("download root"))?;
+        let root = cfg
+            .download_root
+            .canonicalize()
+            .map_err(io("download root"))?;
+        let state = StateDir::open(&cfg.state_dir).map_err(io("state directory"))?;
+        let config = cfg.node;
+        let (socket, listen_addr) = crate::runtime::ports::bind_or_fallback(
+            config.peer_port,
+            config.peer_port_chosen,
+            |port| Listener::bind(config.bind, port),
+        )
+        .map_err(io("peerwire listener"))?;
+        crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
+        log::info!("peerwire listening on {listen_addr}");
+        let router = Router::new();
+        let listener = Listener::start_routed(socket, router.clone(), config.max_peers)
+            .map_err(io("peerwire listener"))?;
+        let overlay = if config.discovery_mode != Some(DiscoveryMode::Tracker) {
+            let overlay = Overlay::start(config.overlay.clone())
+                .map_err(|e| NodeError(format!("overlay: {e}")))?;
+            log::info!("overlay listening on {}", overlay.local_addr());
+            Some(Arc::new(overlay))
+        } else {
+            None
+        };
+        let dns_registration = overlay.as_ref().and_then(|o| {
+            let registration = config.dns_registration.as_ref()?;
+            crate::dns::register_self(registration, o.local_addr())
+        });
+        let session = Arc::new(Session {
+            dns_name: config.dns_registration.as_ref().map(|r| r.name.clone()),
+            shared: Shared {
+                router,
+                pool: Arc::new(HashPool::shared(hasher::default_threads())),
+                overlay,
+                listen_port: listen_addr.port(),
+                publish: None,
+            },
+            config,
+            root,
+            state,
+            listener: Mutex::new(Some(listener)),
+            torrents: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            _dns_registration: dns_registration,
+        });
+        for stored in session.state.list() {
+            let data_dir = match resolve_data_dir(&session.root, Some(&stored.settings.dir)) {
+                Ok(d) => d,
+                Err(e) => {
+                    log::warn!("skipping {}: {e}", stored.info_hash_hex);
+                    continue;
+                }
+            };
+            let paused = stored.settings.paused;
+            session.torrents.lock().insert(
+                stored.info_hash,
+                Entry {
+                    meta: stored.metainfo,
+                    settings: stored.settings,
+                    data_dir,
+                    running: None,
+                    status: Arc::new(Mutex::new(None)),
+                },
+            );
+            if !paused {
+                session.start_torrent(&stored.info_hash);
+            }
+        }
+        Ok(session)
+    }
+
+    pub fn peer_port(&self) -> u16 {
+        self.shared.listen_port
+    }
+
+    pub fn overlay_addr(&self) -> Option<SocketAddr> {
+        self.shared.overlay.as_ref().map(|o| o.local_addr())
+    }
+
+    /// Adds a torrent from metainfo bytes (as the API does).
+    pub fn add_torrent(
+        &self,
+        metainfo: &[u8],
+        dir: Option<&str>,
+        paused: bool,
+    ) -> Result<InfoHash, ControlError> {
+        let meta = Metainfo::from_bytes(metainfo)
+            .map_err(|e| ControlError::BadRequest(format!("bad metainfo: {e}")))?;
+        let sub = dir.unwrap_or("");
+        let data_dir = resolve_data_dir(&self.root, Some(sub))
+            .map_err(|e| ControlError::BadRequest(format!("data directory {sub:?}: {e}")))?;
+        let info_hash = meta.info_hash;
+        let settings = TorrentSettings {
+            dir: sub.to_string(),
+            paused,
+            added_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        {
+            let mut torrents = self.torrents.lock();
+            if torrents.contains_key(&info_hash) {
+                return Err(ControlError::Conflict(format!(
+                    "torrent {info_hash} is already in the session"
+                )));
+            }
+            // Another torrent's files at the same place would be shared.
+            if let Some(other) = torrents
+                .values()
+                .find(|e| e.data_dir == data_dir && e.meta.name == meta.name)
+            {
+                return Err(ControlError::Conflict(format!(
+                    "torrent {} already keeps {:?} in that directory",
+                    other.meta.info_hash, meta.name
+                )));
+            }
+            torrents.insert(
+                info_hash,
+                Entry {
+                    meta,
+                    settings: settings.clone(),
+                    data_dir,
+                    running: None,
+                    status: Arc::new(Mutex::new(None)),
+                },
+            );
+        }
+        if let Err(e) = self.state.save_torrent(&info_hash, metainfo, &settings) {
+            self.torrents.lock().remove(&info_hash);
+            return Err(ControlError::Internal(format!("cannot save the torrent: {e}")));
+        }
+        if !paused {
+            self.start_torrent(&info_hash);
+        }
+        log::info!("added {info_hash}{}", if paused { " (paused)" } else { "" });
+        Ok(info_hash)
+    }
+
+    /// Starts the torrent's loop unless it runs.
+    fn start_torrent(&self, info_hash: &InfoHash) {
+        let mut torrents = self.torrents.lock();
+        let Some(entry) = torrents.get_mut(info_hash) else {
+            return;
+        };
+        if entry.running.is_some() {
+            return;
+        }
+        let mut config = self.config.clone();
+        config.torrent = None;
+        config.data_dir = entry.data_dir.clone();
+        config.exit_on_complete = false;
+        config.status_file = None;
+        config.progress = false;
+        config.resume_file = Some(self.state.resume_path(info_hash));
+        let status = entry.status.clone();
+        let mut shared = self.shared.clone();
+        shared.publish = Some(Arc::new(move |s: &Status| *status.lock() = Some(s.clone())));
+        let meta = entry.meta.clone();
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let name = format!("torrent-{}", &info_hash.to_hex()[..8]);
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let r = node::run_in_session(&config, meta, &shared, stopped);
+            if let Err(e) = &r {
+                log::error!("torrent stopped: {e}");
+            }
+            r
+        });
+        match spawned {
+            Ok(thread) => entry.running = Some(Running { stop, thread }),
+            Err(e) => log::error!("cannot start a torrent thread: {e}"),
+        }
+    }
+
+    /// Ends the torrent's loop (flushing, clean resume data) and waits.
+    fn stop_torrent(&self, info_hash: &InfoHash) {
+        let running = {
+            let mut torrents = self.torrents.lock();
+            torrents.get_mut(info_hash).and_then(|e| e.running.take())
+        };
+        if let Some(r) = running {
+            let _ = r.stop.send(());
+            let _ = r.thread.join();
+        }
+    }
+
+    fn set_paused(&self, info_hash: &str, paused: bool) -> Result<(), ControlError> {
+        let ih = parse_hash(info_hash)?;
+        let settings = {
+            let mut torrents = self.torrents.lock();
+            let entry = torrents.get_mut(&ih).ok_or(ControlError::NotFound)?;
+            entry.settings.paused = paused;
+            entry.settings.clone()
+        };
+        if paused {
+            self.stop_torrent(&ih);
+        } else {
+            self.start_torrent(&ih);
+        }
+        self.state
+            .save_settings(&ih, &settings)
+            .map_err(|e| ControlError::Internal(format!("cannot save settings: {e}")))
+    }
+
+    fn summary(entry: &Entry) -> TorrentSummary {
+        let status = entry.status.lock().clone();
+        let meta = &entry.meta;
+        let state = if entry.running.is_none() {
+            "paused"
+        } else {
+            status.as_ref().map_or("checking", |s| s.state)
+        };
+        match status {
+            Some(s) => {
+                let have_bytes = meta.total_length - s.left;
+                let eta_secs = (s.left > 0 && s.down_rate >= 1.0)
+                    .then(|| (s.left as f64 / s.down_rate).ceil() as u64);
+                TorrentSummary {
+                    info_hash: meta.info_hash.to_hex(),
+                    name: meta.name.clone(),
+                    size: meta.total_length,
+                    progress: if meta.total_length == 0 {
+                        1.0
+                    } else {
+                        have_bytes as f64 / meta.total_length as f64
+                    },
+                    pieces_have: s.pieces_have,
+                    pieces_total: s.pieces_total,
+                    state: state.to_string(),
+                    down_rate: s.down_rate as u64,
+                    up_rate: s.up_rate as u64,
+                    peers: s.peers.len(),
+                    eta_secs,
+                    downloaded: s.stats.downloaded,
+                    uploaded: s.stats.uploaded,
+                    pieces_verified: s.stats.pieces_downloaded,
+                    hash_failures: s.stats.hash_failures,
+                    pieces_checked_at_start: s.stats.pieces_checked_at_start,
+                }
+            }
+            None => TorrentSummary {
+                info_hash: meta.info_hash.to_hex(),
+                name: meta.name.clone(),
+                size: meta.total_length,
+                progress: 0.0,
+                pieces_have: 0,
+                pieces_total: meta.num_pieces(),
+                state: state.to_string(),
+                down_rate: 0,
+                up_rate: 0,
+                peers: 0,
+                eta_secs: None,
+                downloaded: 0,
+                uploaded: 0,
+                pieces_verified: 0,
+                hash_failures: 0,
+                pieces_checked_at_start: 0,
+            },
+        }
+    }
+
+    /// Stops every torrent (each flushes and writes clean resume data),
+    /// then the listener, the overlay and the hash pool.
+    pub fn shutdown(&self) {
+        let hashes: Vec<InfoHash> = self.torrents.lock().keys().copied().collect();
+        for ih in &hashes {
+            self.stop_torrent(ih);
+        }
+        if let Some(l) = self.listener.lock().take() {
+            l.stop();
+        }
+        if let Some(o) = &self.shared.overlay {
+            o.shutdown();
+        }
+    }
+}
+
+fn parse_hash(hex: &str) -> Result<InfoHash, ControlError> {
+    InfoHash::from_hex(hex).ok_or_else(|| ControlError::BadRequest("bad info-hash".into()))
+}
+
+/// Deletes the torrent's own files under `data_dir`, then the folders
+/// they leave empty, up to (not including) `data_dir`.
+fn delete_data(meta: &Metainfo, data_dir: &Path) -> std::io::Result<()> {
+    for file in &meta.files {
+        let path = data_dir.join(file.relative_path());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == data_dir || !d.starts_with(data_dir) || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    Ok(())
+}
+
+impl Control for Session {
+    fn list(&self) -> Vec<TorrentSummary> {
+        let torrents = self.torrents.lock();
+        let mut list: Vec<TorrentSummary> = torrents.values().map(Session::summary).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(a.info_hash.cmp(&b.info_hash)));
+        list
+    }
+
+    fn add(&self, metainfo: &[u8], dir: Option<&str>, paused: bool) -> Result<String, ControlError> {
+        self.add_torrent(metainfo, dir, paused).map(|ih| ih.to_hex())
+    }
+
+    fn detail(&self, info_hash: &str) -> Result<TorrentDetail, ControlError> {
+        let ih = parse_hash(info_hash)?;
+        let torrents = self.torrents.lock();
+        let entry = torrents.get(&ih).ok_or(ControlError::NotFound)?;
+        let status = entry.status.lock().clone();
+        let (peer_list, piece_map) = match status {
+            Some(s) => (
+                s.peers
+                    .iter()
+                    .map(|p| PeerEntry {
+                        addr: p.addr.clone(),
+                        pieces: p.have,
+                        down_rate: p.down_rate as u64,
+                        up_rate: p.up_rate as u64,
+                        choked: p.am_choking,
+                        choking_us: p.peer_choking,
+                    })
+                    .collect(),
+                s.piece_map,
+            ),
+            None => (Vec::new(), "0".repeat(entry.meta.num_pieces())),
+        };
+        Ok(TorrentDetail {
+            summary: Session::summary(entry),
+            dir: entry.settings.dir.clone(),
+            files: entry
+                .meta
+                .files
+                .iter()
+                .map(|f| FileEntry {
+                    path: f.path.join("/"),
+                    length: f.length,
+                })
+                .collect(),
+            peer_list,
+            piece_map,
+        })
+    }
+
+    fn pause(&self, info_hash: &str) -> Result<(), ControlError> {
+        self.set_paused(info_hash, true)
+    }
+
+    fn resume(&self, info_hash: &str) -> Result<(), ControlError> {
+        self.set_paused(info_hash, false)
+    }
+
+    fn remove(&self, info_hash: &str, delete_data_too: bool) -> Result<(), ControlError> {
+        let ih = parse_hash(info_hash)?;
+        if !self.torrents.lock().contains_key(&ih) {
+            return Err(ControlError::NotFound);
+        }
+        self.stop_torrent(&ih);
+        let entry = self.torrents.lock().remove(&ih);
+        let Some(entry) = entry else {
+            return Err(ControlError::NotFound);
+        };
+        self.state
+            .remove(&ih)
+            .map_err(|e| ControlError::Internal(format!("cannot forget the torrent: {e}")))?;
+        if delete_data_too {
+            delete_data(&entry.meta, &entry.data_dir)
+                .map_err(|e| ControlError::Internal(format!("cannot delete the data: {e}")))?;
+        }
+        log::info!("removed {ih}{}", if delete_data_too { " and its data" } else { "" });
+        Ok(())
+    }
+
+    fn session(&self) -> SessionInfo {
+        let list = self.list();
+        let (gossip_bytes_in, gossip_bytes_out) = self
+            .shared
+            .overlay
+            .as_ref()
+            .map_or((0, 0), |o| o.served_bytes());
+        SessionInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            peer_port: self.shared.listen_port,
+            overlay_addr: self.overlay_addr().map(|a| a.to_string()),
+            overlay_members: self.shared.overlay.as_ref().map_or(0, |o| o.member_count()),
+            dns_registration: self.dns_name.clone(),
+            torrents: list.len(),
+            down_rate: list.iter().map(|t| t.down_rate).sum(),
+            up_rate: list.iter().map(|t| t.up_rate).sum(),
+            counters: SessionCounters {
+                gossip_bytes_in,
+                gossip_bytes_out,
+                ..SessionCounters::default()
+            },
+        }
+    }
+}
