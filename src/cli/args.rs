@@ -19,6 +19,10 @@ pub const ENV_DNS: &str = "BTNODE_DNS";
 pub const ENV_DNS_REGISTER: &str = "BTNODE_DNS_REGISTER";
 pub const ENV_DNS_HTTP: &str = "BTNODE_DNS_HTTP";
 pub const ENV_LOG_LEVEL: &str = "BTNODE_LOG_LEVEL";
+/// The daemon's (and its clients') API address and state directory.
+pub const ENV_API: &str = "BTNODE_API";
+pub const ENV_STATE: &str = "BTNODE_STATE";
+pub const DEFAULT_API: &str = "127.0.0.1:8900";
 
 pub const DEFAULT_PEER_PORT: u16 = 6881;
 pub const DEFAULT_OVERLAY_PORT: u16 = 6000;
@@ -103,6 +107,76 @@ pub enum Command {
     Dns(DnsArgs),
     Lookup(LookupArgs),
     Health(HealthArgs),
+    Daemon(Box<DaemonArgs>),
+}
+
+#[derive(FromArgs, Debug)]
+/// run many torrents in one process, driven over an HTTP API (see docs/API.md), with /metrics and a dashboard at /
+#[argh(subcommand, name = "daemon")]
+pub struct DaemonArgs {
+    /// state directory: each torrent's metainfo, settings and fast-resume data, and the API token (env BTNODE_STATE)
+    #[argh(option)]
+    pub state: Option<PathBuf>,
+    /// download root: every torrent's data lives under it (default ".", env BTNODE_DATA_DIR)
+    #[argh(option, short = 'd')]
+    pub dir: Option<PathBuf>,
+    /// API listening address (default 127.0.0.1:8900, env BTNODE_API)
+    #[argh(option)]
+    pub api: Option<SocketAddr>,
+    /// a host name the API answers to besides IP literals and localhost, repeatable
+    #[argh(option)]
+    pub api_host: Vec<String>,
+    /// serve /metrics without the token
+    #[argh(switch)]
+    pub metrics_public: bool,
+    /// a .torrent to add at start if the state does not hold it yet, repeatable
+    #[argh(option, short = 't')]
+    pub torrent: Vec<PathBuf>,
+    /// peerwire listening port for every torrent (default 6881, or any free port when taken; 0 = any)
+    #[argh(option)]
+    pub port: Option<u16>,
+    /// address to bind the peer and overlay listeners to (default 0.0.0.0)
+    #[argh(option)]
+    pub bind: Option<std::net::IpAddr>,
+    /// overlay bootstrap node HOST:PORT, repeatable
+    #[argh(option, short = 'b')]
+    pub bootstrap: Vec<String>,
+    /// overlay listening port (default 6000, or any free port when taken; 0 = any)
+    #[argh(option)]
+    pub overlay_port: Option<u16>,
+    /// how to find peers: overlay, tracker or hybrid
+    #[argh(option)]
+    pub discovery_mode: Option<String>,
+    /// DNS service HOST:PORT used to resolve bootstrap names
+    #[argh(option)]
+    pub dns: Option<String>,
+    /// register the overlay address under NAME at the DNS service
+    #[argh(option)]
+    pub dns_register: Option<String>,
+    /// the DNS service's REST API HOST:PORT for --dns-register
+    #[argh(option)]
+    pub dns_http: Option<String>,
+    /// connect every torrent to this peer directly (HOST:PORT), repeatable
+    #[argh(option)]
+    pub peer: Vec<String>,
+    /// most peer connections at once, over all torrents (default 50)
+    #[argh(option)]
+    pub max_peers: Option<usize>,
+    /// regular upload slots of each torrent's choker (default 4)
+    #[argh(option)]
+    pub upload_slots: Option<usize>,
+    /// seconds between tracker and overlay announces
+    #[argh(option)]
+    pub announce_interval: Option<u64>,
+    /// cap on upload bytes per second, per torrent (default: none)
+    #[argh(option)]
+    pub upload_rate_limit: Option<u64>,
+    /// cap on download bytes per second, per torrent (default: none)
+    #[argh(option)]
+    pub download_rate_limit: Option<u64>,
+    /// log level (default info)
+    #[argh(option)]
+    pub log_level: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]

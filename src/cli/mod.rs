@@ -5,6 +5,7 @@
 pub mod args;
 pub mod commands;
 pub mod configs;
+pub mod daemon;
 pub mod env;
 
 use std::path::PathBuf;
@@ -122,6 +123,19 @@ impl CliError {
 /// Validates a parsed node command line (the environment is already folded
 /// in by [`parse_cli`]) into what the node runs with.
 pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
+    if cli.torrent.is_none() && cli.bootstrap.is_empty() && cli.overlay_port.is_none() {
+        return Err(CliError::Usage(
+            "nothing to do: give -t FILE.torrent (download and seed), -b HOST:PORT \
+             (overlay-only node), or a subcommand; see --help"
+                .into(),
+        ));
+    }
+    flags_config(cli)
+}
+
+/// The node flags of `cli` as a config, with no check that there is
+/// anything to do (the daemon's torrents come from its state).
+pub fn flags_config(cli: &Cli) -> Result<NodeConfig, CliError> {
     for b in &cli.bootstrap {
         check_host_port(b, "--bootstrap")?;
     }
@@ -134,13 +148,6 @@ pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
         .map(str::parse::<DiscoveryMode>)
         .transpose()
         .map_err(CliError::Usage)?;
-    if cli.torrent.is_none() && cli.bootstrap.is_empty() && cli.overlay_port.is_none() {
-        return Err(CliError::Usage(
-            "nothing to do: give -t FILE.torrent (download and seed), -b HOST:PORT \
-             (overlay-only node), or a subcommand; see --help"
-                .into(),
-        ));
-    }
     let max_peers = cli.max_peers.unwrap_or(DEFAULT_MAX_PEERS);
     if max_peers == 0 {
         return Err(CliError::Usage("--max-peers must be at least 1".into()));
@@ -221,6 +228,10 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Lookup(args)) => commands::run_lookup(&args),
         Some(Command::Health(args)) => commands::run_health(&args),
+        Some(Command::Daemon(args)) => {
+            init_logging(args.log_level.as_deref())?;
+            daemon::run_daemon(*args)
+        }
         None => {
             // Logging first: building the configs may warn.
             init_logging(cli.log_level.as_deref())?;

@@ -213,7 +213,10 @@ pub fn run_in_session(
         data.trusted_pieces(&meta, &stamps)
     });
     if let Some(pieces) = &trusted {
-        log::info!("fast resume: {} pieces verified at the last clean stop", pieces.count());
+        log::info!(
+            "fast resume: {} pieces verified at the last clean stop",
+            pieces.count()
+        );
         for piece in pieces.iter_ones() {
             state.resume_piece(piece);
         }

@@ -75,6 +75,7 @@ struct Node {
     addr: SocketAddr,
     pool: Option<HashPool>,
     applier: Option<JoinHandle<()>>,
+    applier_stop: Option<crossbeam_channel::Sender<()>>,
     events: Receiver<Event>,
 }
 
@@ -134,9 +135,17 @@ impl Node {
         );
         let (events_tx, events) = crossbeam_channel::unbounded();
         let applied = swarm.clone();
-        // Ends when the pool's workers (the result senders) are gone.
-        let applier = std::thread::spawn(move || {
-            for r in hash_rx {
+        // Ends at `stop`: the swarm it holds keeps a result sender alive.
+        let (applier_stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let applier = std::thread::spawn(move || loop {
+            let r = crossbeam_channel::select! {
+                recv(hash_rx) -> r => match r {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                recv(stopped) -> _ => return,
+            };
+            {
                 let verdict = HashVerdict {
                     piece: r.piece as u32,
                     ok: r.ok,
@@ -158,6 +167,7 @@ impl Node {
             addr,
             pool: Some(pool),
             applier: Some(applier),
+            applier_stop: Some(applier_stop),
             events,
         }
     }
@@ -186,6 +196,7 @@ impl Node {
             l.stop();
         }
         self.pool.take().expect("running").shutdown();
+        self.applier_stop.take();
         self.applier.take().expect("running").join().unwrap();
         self.store.flush().unwrap();
         // SAFETY: every connection thread was joined: nothing writes.

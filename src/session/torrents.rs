@@ -164,7 +164,7 @@ impl Session {
             .map_err(|e| ControlError::BadRequest(format!("bad metainfo: {e}")))?;
         let sub = dir.unwrap_or("");
         let data_dir = resolve_data_dir(&self.root, Some(sub))
-            .map_err(|e| ControlError::BadRequest(format!("data directory {sub:?}: {e}")))?;
+            .map_err(|e| ControlError::BadRequest(e.to_string()))?;
         let info_hash = meta.info_hash;
         let settings = TorrentSettings {
             dir: sub.to_string(),
@@ -203,7 +203,9 @@ impl Session {
         }
         if let Err(e) = self.state.save_torrent(&info_hash, metainfo, &settings) {
             self.torrents.lock().remove(&info_hash);
-            return Err(ControlError::Internal(format!("cannot save the torrent: {e}")));
+            return Err(ControlError::Internal(format!(
+                "cannot save the torrent: {e}"
+            )));
         }
         if !paused {
             self.start_torrent(&info_hash);
@@ -383,8 +385,14 @@ impl Control for Session {
         list
     }
 
-    fn add(&self, metainfo: &[u8], dir: Option<&str>, paused: bool) -> Result<String, ControlError> {
-        self.add_torrent(metainfo, dir, paused).map(|ih| ih.to_hex())
+    fn add(
+        &self,
+        metainfo: &[u8],
+        dir: Option<&str>,
+        paused: bool,
+    ) -> Result<String, ControlError> {
+        self.add_torrent(metainfo, dir, paused)
+            .map(|ih| ih.to_hex())
     }
 
     fn detail(&self, info_hash: &str) -> Result<TorrentDetail, ControlError> {
@@ -451,7 +459,10 @@ impl Control for Session {
             delete_data(&entry.meta, &entry.data_dir)
                 .map_err(|e| ControlError::Internal(format!("cannot delete the data: {e}")))?;
         }
-        log::info!("removed {ih}{}", if delete_data_too { " and its data" } else { "" });
+        log::info!(
+            "removed {ih}{}",
+            if delete_data_too { " and its data" } else { "" }
+        );
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod hostile;
 pub mod slowloris;
 

@@ -1,0 +1,187 @@
+//! `btnode daemon`: many torrents in one process behind the HTTP API.
+//! Real daemons on loopback; results checked by sha256 of the bytes on
+//! disk and by the API's counters, not by log lines.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn content(dir: &Path, name: &str, len: usize, piece_len: &str) -> (PathBuf, PathBuf) {
+    let file = dir.join("seed").join(name);
+    make_file(&file, len, len as u64 + 7);
+    let torrent = dir.join(format!("{name}.torrent"));
+    create_torrent(&file, &torrent, &["--piece-length", piece_len]);
+    (file, torrent)
+}
+
+#[test]
+fn a_daemon_runs_two_torrents_pauses_resumes_removes_and_comes_back_after_a_restart() {
+    let tmp = tempdir();
+    let (a_src, a_torrent) = content(tmp.path(), "a.bin", 3 << 20, "65536");
+    let (b_src, b_torrent) = content(tmp.path(), "b.bin", 4 << 20, "65536");
+    // One seeder daemon serves both torrents over one peer port; b slowly,
+    // so a pause lands mid-transfer.
+    let seeder = Daemon::start(
+        &tmp.path().join("seeder-state"),
+        &tmp.path().join("seed"),
+        &[
+            "-t",
+            a_torrent.to_str().unwrap(),
+            "-t",
+            b_torrent.to_str().unwrap(),
+            "--upload-rate-limit",
+            "1000000",
+        ],
+    );
+    assert!(
+        wait_until(LONG, || seeder.list().iter().all(|t| t.state == "seeding")),
+        "the seeder never seeded both: {:?}",
+        seeder.list()
+    );
+    let leech_root = tmp.path().join("leech");
+    let state = tmp.path().join("leech-state");
+    let peer = seeder.peer_addr();
+    let mut leecher = Daemon::start(&state, &leech_root, &["--peer", &peer]);
+
+    // The API refuses what it must.
+    let url = format!("{}/api/v1/torrents", leecher.api);
+    let anonymous = minreq::get(&url).with_timeout(10).send().unwrap();
+    assert_eq!(anonymous.status_code, 401, "no token");
+    let escaping = std::fs::read(&a_torrent).unwrap();
+    let (status, body) = leecher.call(
+        "POST",
+        "/api/v1/torrents?dir=..%2F..%2Fetc",
+        Some(&escaping),
+    );
+    assert_eq!(status, 400, "a data directory outside the root: {body}");
+
+    let a = leecher.add(&a_torrent, "");
+    let b = leecher.add(&b_torrent, "?paused=1&dir=later");
+    assert!(leecher.wait_complete(&a, LONG), "a: {:?}", leecher.list());
+    assert_eq!(sha256(&leech_root.join("a.bin")), sha256(&a_src));
+    let paused = leecher.torrent(&b);
+    assert_eq!(paused.state, "paused");
+    assert_eq!(paused.pieces_have, 0, "a paused torrent moves nothing");
+
+    // Resume b, pause it mid-transfer: it stops; resume: it completes.
+    let (status, _) = leecher.call("POST", &format!("/api/v1/torrents/{b}/resume"), None);
+    assert_eq!(status, 200);
+    assert!(
+        wait_until(LONG, || leecher.torrent(&b).pieces_have > 0),
+        "b never started"
+    );
+    let (status, _) = leecher.call("POST", &format!("/api/v1/torrents/{b}/pause"), None);
+    assert_eq!(status, 200);
+    let at_pause = leecher.torrent(&b);
+    assert_eq!(at_pause.state, "paused");
+    assert!(
+        at_pause.pieces_have < at_pause.pieces_total,
+        "paused before the end (the seeder sends 1 MB/s)"
+    );
+    let on_disk = std::fs::metadata(leech_root.join("later/b.bin")).unwrap();
+    assert!(on_disk.len() > 0);
+    let (status, _) = leecher.call("POST", &format!("/api/v1/torrents/{b}/resume"), None);
+    assert_eq!(status, 200);
+    let resumed = leecher.torrent(&b);
+    assert!(
+        resumed.pieces_have >= at_pause.pieces_have || resumed.state == "checking",
+        "pieces kept across a pause"
+    );
+    assert!(leecher.wait_complete(&b, LONG), "b: {:?}", leecher.list());
+    assert_eq!(sha256(&leech_root.join("later/b.bin")), sha256(&b_src));
+    let b_after = leecher.torrent(&b);
+    assert_eq!(
+        b_after.pieces_checked_at_start, 0,
+        "resuming a paused torrent trusts its clean resume data"
+    );
+    let detail = leecher.detail(&b);
+    assert_eq!(detail.dir, "later");
+    assert_eq!(detail.files.len(), 1);
+    assert!(detail.piece_map.chars().all(|c| c == '1'));
+
+    // Restart: both torrents are back, complete, and nothing is re-hashed.
+    assert_eq!(leecher.sigterm_and_wait(), Some(0), "{}", leecher.log());
+    drop(leecher);
+    leecher = Daemon::start(&state, &leech_root, &["--peer", &peer]);
+    assert!(
+        wait_until(LONG, || {
+            let list = leecher.list();
+            list.len() == 2 && list.iter().all(|t| t.state == "seeding")
+        }),
+        "after a restart: {:?}",
+        leecher.list()
+    );
+    for t in leecher.list() {
+        assert_eq!(t.pieces_checked_at_start, 0, "{} was re-hashed", t.name);
+        assert_eq!(t.pieces_have, t.pieces_total);
+    }
+
+    // Remove a with its data: exactly its file goes.
+    let (status, body) = leecher.call(
+        "DELETE",
+        &format!("/api/v1/torrents/{a}?delete_data=1"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!leech_root.join("a.bin").exists(), "a's data is deleted");
+    assert_eq!(sha256(&leech_root.join("later/b.bin")), sha256(&b_src));
+    assert_eq!(leecher.list().len(), 1);
+    assert!(
+        !state.join("torrents").join(&a).exists(),
+        "a's state is forgotten"
+    );
+    let (status, _) = leecher.call("GET", &format!("/api/v1/torrents/{a}"), None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_sigkill_mid_download_loses_no_verified_piece() {
+    let tmp = tempdir();
+    let (src, torrent) = content(tmp.path(), "big.bin", 8 << 20, "65536");
+    let seeder = Daemon::start(
+        &tmp.path().join("seeder-state"),
+        &tmp.path().join("seed"),
+        &[
+            "-t",
+            torrent.to_str().unwrap(),
+            "--upload-rate-limit",
+            "1000000",
+        ],
+    );
+    let root = tmp.path().join("leech");
+    let state = tmp.path().join("leech-state");
+    let peer = seeder.peer_addr();
+    let mut leecher = Daemon::start(&state, &root, &["--peer", &peer]);
+    let hash = leecher.add(&torrent, "");
+    let total = leecher.torrent(&hash).pieces_total;
+    // Past a fast-resume write (every 5 s) and well before the end.
+    assert!(
+        wait_until(LONG, || leecher.torrent(&hash).pieces_have >= total / 4),
+        "{:?}",
+        leecher.list()
+    );
+    let verified_before = leecher.torrent(&hash).pieces_have;
+    assert!(verified_before < total, "killed mid-download");
+    leecher.sigkill();
+    drop(leecher);
+
+    let leecher = Daemon::start(&state, &root, &["--peer", &peer]);
+    assert!(leecher.wait_complete(&hash, LONG), "{:?}", leecher.list());
+    assert_eq!(sha256(&root.join("big.bin")), sha256(&src));
+    let t = leecher.torrent(&hash);
+    assert!(
+        t.pieces_checked_at_start > 0,
+        "after a crash the data is re-verified"
+    );
+    assert!(
+        t.pieces_verified as usize <= total - verified_before,
+        "{} pieces fetched again after the kill, {verified_before} of {total} were verified before it",
+        t.pieces_verified
+    );
+}
