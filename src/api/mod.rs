@@ -5,6 +5,8 @@
 //! JSON shapes in [`model`], which `btnode add/list/...` parse back.
 
 pub mod auth;
+pub mod dashboard;
+pub mod metrics;
 pub mod model;
 pub mod server;
 
