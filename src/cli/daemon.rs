@@ -11,7 +11,7 @@ use super::{
     flags_config, Cli, CliError, DaemonArgs, DEFAULT_API, ENV_API, ENV_DATA_DIR, ENV_STATE,
 };
 use crate::api::server::{ApiConfig, ApiServer, Pages};
-use crate::api::{auth, Control, ControlError};
+use crate::api::{auth, dashboard, metrics, Control, ControlError};
 use crate::runtime::signals;
 use crate::session::{Session, SessionConfig};
 
@@ -114,7 +114,17 @@ pub fn run_daemon(args: DaemonArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `/metrics` and the dashboard.
-fn pages(_control: Arc<dyn Control>) -> Pages {
-    Arc::new(move |_path: &str| None)
+/// `/metrics` (the server checks the token unless `--metrics-public`)
+/// and the dashboard's files.
+fn pages(control: Arc<dyn Control>) -> Pages {
+    Arc::new(move |path: &str| {
+        if path == "/metrics" {
+            Some(metrics::metrics_response(
+                &control.session(),
+                &control.list(),
+            ))
+        } else {
+            dashboard::page(path)
+        }
+    })
 }
