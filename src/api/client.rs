@@ -76,19 +76,18 @@ pub fn find_token_with(
             return Ok(token.to_string());
         }
     }
-    let dir: PathBuf = match state {
-        Some(s) => s.to_path_buf(),
-        None => match env(ENV_STATE).filter(|s| !s.trim().is_empty()) {
-            Some(s) => PathBuf::from(s),
-            None => {
-                return Err(ClientError::Token(
+    let dir: PathBuf =
+        match state {
+            Some(s) => s.to_path_buf(),
+            None => match env(ENV_STATE).filter(|s| !s.trim().is_empty()) {
+                Some(s) => PathBuf::from(s),
+                None => return Err(ClientError::Token(
                     "no API token: pass --state DIR (the daemon's state directory, which holds \
                      api-token) or set BTNODE_TOKEN (or BTNODE_STATE)"
                         .into(),
-                ))
-            }
-        },
-    };
+                )),
+            },
+        };
     let path = dir.join(TOKEN_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ClientError::Token(format!(
@@ -354,7 +353,10 @@ mod tests {
         let req = seen.recv().unwrap();
         assert!(req.head.starts_with("GET /api/v1/torrents HTTP/1.1\r\n"));
         assert!(req.head.contains("Authorization: Bearer tok123\r\n"));
-        assert!(req.head.to_ascii_lowercase().contains(&format!("host: {addr}")));
+        assert!(req
+            .head
+            .to_ascii_lowercase()
+            .contains(&format!("host: {addr}")));
     }
 
     #[test]
@@ -371,7 +373,9 @@ mod tests {
             "404 Not Found",
             r#"{"error":"no such torrent"}"#,
         )]);
-        let err = ApiClient::new(&addr, "t").pause(&"ab".repeat(20)).unwrap_err();
+        let err = ApiClient::new(&addr, "t")
+            .pause(&"ab".repeat(20))
+            .unwrap_err();
         match err {
             ClientError::Api { status, message } => {
                 assert_eq!(status, 404);

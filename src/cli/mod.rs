@@ -5,6 +5,7 @@
 pub mod args;
 pub mod commands;
 pub mod configs;
+pub mod control;
 pub mod env;
 
 use std::path::PathBuf;
