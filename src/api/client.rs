@@ -464,6 +464,98 @@ mod tests {
         assert!(matches!(err, ClientError::Decode(_)), "{err:?}");
     }
 
+    /// The real server with a recording session behind it: the client's
+    /// requests pass its Host and token checks and reach the session with
+    /// the values the user gave.
+    #[test]
+    fn round_trip_through_the_real_server() {
+        use crate::api::server::{ApiConfig, ApiServer};
+        use crate::api::{Control, ControlError};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        struct Rec(Mutex<Vec<String>>);
+        impl Rec {
+            fn log(&self, s: String) {
+                self.0.lock().unwrap().push(s);
+            }
+        }
+        impl Control for Rec {
+            fn list(&self) -> Vec<TorrentSummary> {
+                vec![serde_json::from_str(SUMMARY).unwrap()]
+            }
+            fn add(
+                &self,
+                m: &[u8],
+                dir: Option<&str>,
+                paused: bool,
+            ) -> Result<String, ControlError> {
+                self.log(format!(
+                    "add {} {dir:?} {paused}",
+                    String::from_utf8_lossy(m)
+                ));
+                Ok("ab".repeat(20))
+            }
+            fn detail(&self, _h: &str) -> Result<TorrentDetail, ControlError> {
+                Err(ControlError::NotFound)
+            }
+            fn pause(&self, h: &str) -> Result<(), ControlError> {
+                self.log(format!("pause {h}"));
+                Ok(())
+            }
+            fn resume(&self, h: &str) -> Result<(), ControlError> {
+                self.log(format!("resume {h}"));
+                Ok(())
+            }
+            fn remove(&self, h: &str, d: bool) -> Result<(), ControlError> {
+                self.log(format!("remove {h} {d}"));
+                Ok(())
+            }
+            fn session(&self) -> SessionInfo {
+                SessionInfo {
+                    version: "v-test".into(),
+                    ..SessionInfo::default()
+                }
+            }
+        }
+
+        let rec = Arc::new(Rec::default());
+        let cfg = ApiConfig::new("127.0.0.1:0".parse().unwrap(), "t0ken".into());
+        let server = ApiServer::start(cfg, rec.clone()).unwrap();
+        let addr = server.local_addr().to_string();
+        let c = ApiClient::new(&addr, "t0ken");
+        let hash = "AB".repeat(20);
+        assert_eq!(c.list().unwrap()[0].name, "u.iso");
+        assert_eq!(
+            c.add(b"meta", Some("a b/c&d"), true).unwrap(),
+            "ab".repeat(20)
+        );
+        c.pause(&hash).unwrap();
+        c.resume(&hash).unwrap();
+        c.remove(&hash, true).unwrap();
+        assert_eq!(c.session().unwrap().version, "v-test");
+        assert!(matches!(
+            c.detail(&hash).unwrap_err(),
+            ClientError::Api { status: 404, .. }
+        ));
+        let wrong = ApiClient::new(&addr, "nope");
+        assert!(matches!(
+            wrong.list().unwrap_err(),
+            ClientError::Unauthorized
+        ));
+        let lower = "ab".repeat(20);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![
+                "add meta Some(\"a b/c&d\") true".to_string(),
+                format!("pause {lower}"),
+                format!("resume {lower}"),
+                format!("remove {lower} true"),
+            ]
+        );
+        server.stop();
+    }
+
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
             vars.iter()
