@@ -5,6 +5,7 @@
 //! JSON shapes in [`model`], which `btnode add/list/...` parse back.
 
 pub mod auth;
+pub mod client;
 pub mod dashboard;
 pub mod metrics;
 pub mod model;

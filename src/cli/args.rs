@@ -108,6 +108,12 @@ pub enum Command {
     Lookup(LookupArgs),
     Health(HealthArgs),
     Daemon(Box<DaemonArgs>),
+    Add(super::control::AddArgs),
+    List(super::control::ListArgs),
+    Pause(super::control::PauseArgs),
+    Resume(super::control::ResumeArgs),
+    Remove(super::control::RemoveArgs),
+    Status(super::control::StatusArgs),
 }
 
 #[derive(FromArgs, Debug)]

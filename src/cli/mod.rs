@@ -5,6 +5,7 @@
 pub mod args;
 pub mod commands;
 pub mod configs;
+pub mod control;
 pub mod daemon;
 pub mod env;
 
@@ -228,6 +229,12 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Lookup(args)) => commands::run_lookup(&args),
         Some(Command::Health(args)) => commands::run_health(&args),
+        Some(Command::Add(args)) => control::run_add(&args),
+        Some(Command::List(args)) => control::run_list(&args),
+        Some(Command::Pause(args)) => control::run_pause(&args),
+        Some(Command::Resume(args)) => control::run_resume(&args),
+        Some(Command::Remove(args)) => control::run_remove(&args),
+        Some(Command::Status(args)) => control::run_status(&args),
         Some(Command::Daemon(args)) => {
             init_logging(args.log_level.as_deref())?;
             daemon::run_daemon(*args)
