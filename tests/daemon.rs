@@ -185,3 +185,109 @@ fn a_sigkill_mid_download_loses_no_verified_piece() {
         t.pieces_verified
     );
 }
+
+/// A scrape of `/metrics`, parsed strictly.
+fn scrape(d: &Daemon) -> std::collections::BTreeMap<String, btnode::api::exposition::MetricFamily> {
+    let (status, body) = d.call("GET", "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    btnode::api::exposition::parse(&body).unwrap_or_else(|e| panic!("{e}:\n{body}"))
+}
+
+fn torrent_value(
+    families: &std::collections::BTreeMap<String, btnode::api::exposition::MetricFamily>,
+    family: &str,
+    hash: &str,
+) -> f64 {
+    families
+        .get(family)
+        .unwrap_or_else(|| panic!("no family {family}"))
+        .samples
+        .iter()
+        .find(|s| s.labels.get("info_hash").map(String::as_str) == Some(hash))
+        .unwrap_or_else(|| panic!("no {family} sample for {hash}"))
+        .value
+}
+
+#[test]
+fn metrics_parse_and_move_and_the_cli_drives_the_daemon() {
+    let tmp = tempdir();
+    let (src, torrent) = content(tmp.path(), "m.bin", 6 << 20, "65536");
+    let seeder = Daemon::start(
+        &tmp.path().join("seeder-state"),
+        &tmp.path().join("seed"),
+        &[
+            "-t",
+            torrent.to_str().unwrap(),
+            "--upload-rate-limit",
+            "1500000",
+        ],
+    );
+    let root = tmp.path().join("leech");
+    let state = tmp.path().join("leech-state");
+    let peer = seeder.peer_addr();
+    let leecher = Daemon::start(&state, &root, &["--peer", &peer]);
+    let api = leecher.api.trim_start_matches("http://").to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .args(["--api", &api, "--state"])
+            .arg(&state)
+            .env_remove("BTNODE_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "btnode {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let hash = cli(&["add", torrent.to_str().unwrap()]).trim().to_string();
+    assert_eq!(hash.len(), 40, "add prints the info-hash: {hash:?}");
+
+    // No token, no metrics (without --metrics-public).
+    let anonymous = minreq::get(format!("{}/metrics", leecher.api))
+        .with_timeout(10)
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status_code, 401);
+    assert!(
+        wait_until(LONG, || leecher.torrent(&hash).pieces_have > 0),
+        "never started"
+    );
+    let early = scrape(&leecher);
+    let early_bytes = torrent_value(&early, "btnode_torrent_downloaded_bytes", &hash);
+    assert!(
+        wait_until(LONG, || torrent_value(
+            &scrape(&leecher),
+            "btnode_torrent_downloaded_bytes",
+            &hash
+        ) > early_bytes),
+        "the download counter never moved"
+    );
+    assert!(leecher.wait_complete(&hash, LONG));
+    assert_eq!(sha256(&root.join("m.bin")), sha256(&src));
+    let done = scrape(&leecher);
+    assert_eq!(
+        torrent_value(&done, "btnode_torrent_downloaded_bytes", &hash),
+        (6 << 20) as f64
+    );
+    assert_eq!(
+        torrent_value(&done, "btnode_torrent_pieces_verified", &hash),
+        96.0
+    );
+    assert_eq!(torrent_value(&done, "btnode_torrent_progress", &hash), 1.0);
+
+    let listed: Vec<btnode::api::TorrentSummary> =
+        serde_json::from_str(&cli(&["list", "--json"])).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].info_hash, hash);
+    assert!(cli(&["list"]).contains("m.bin"));
+    cli(&["pause", &hash]);
+    assert_eq!(leecher.torrent(&hash).state, "paused");
+    cli(&["resume", &hash]);
+    assert!(cli(&["status"]).contains(&leecher.peer_port.to_string()));
+    cli(&["remove", &hash, "--delete-data"]);
+    assert!(!root.join("m.bin").exists());
+    assert!(leecher.list().is_empty());
+}

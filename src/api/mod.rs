@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 pub mod dashboard;
+pub mod exposition;
 pub mod metrics;
 pub mod model;
 pub mod server;
