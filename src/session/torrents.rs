@@ -220,8 +220,12 @@ impl Session {
         let Some(entry) = torrents.get_mut(info_hash) else {
             return;
         };
-        if entry.running.is_some() {
+        // A loop that ended by itself (a storage failure) may be restarted.
+        if entry.running.as_ref().is_some_and(|r| !r.thread.is_finished()) {
             return;
+        }
+        if let Some(ended) = entry.running.take() {
+            let _ = ended.thread.join();
         }
         let mut config = self.config.clone();
         config.torrent = None;
