@@ -119,49 +119,76 @@ pub fn run_torrent(
     meta: Metainfo,
     shutdown: Receiver<()>,
 ) -> Result<(), NodeError> {
-    let (listener, listen_addr) = crate::runtime::ports::bind_or_fallback(
-        config.peer_port,
-        config.peer_port_chosen,
-        |port| Listener::bind(config.bind, port),
-    )
-    .map_err(failed("peerwire listener"))?;
-    crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
-    log::info!("peerwire listening on {listen_addr}");
-    let router = Router::new();
-    let listener = Listener::start_routed(listener, router.clone(), config.max_peers)
-        .map_err(failed("peerwire listener"))?;
-    let pool = Arc::new(HashPool::shared(hasher::default_threads()));
-    let overlay = if discovery_mode(config, &meta) != DiscoveryMode::Tracker {
-        let overlay = Overlay::start(config.overlay.clone())
-            .map_err(|e| NodeError(format!("overlay: {e}")))?;
-        log::info!("overlay listening on {}", overlay.local_addr());
-        Some(Arc::new(overlay))
-    } else {
-        None
-    };
-    let _dns_registration = overlay.as_ref().and_then(|o| {
-        let registration = config.dns_registration.as_ref()?;
-        crate::dns::register_self(registration, o.local_addr())
-    });
-    let shared = Shared {
-        router,
-        pool: pool.clone(),
-        overlay: overlay.clone(),
-        listen_port: listen_addr.port(),
-        publish: None,
-    };
-    let result = run_in_session(config, meta, &shared, shutdown);
-    drop(shared);
-    listener.stop();
-    // Always stopped, even if something still holds a clone of the Arc.
-    if let Some(o) = &overlay {
-        o.shutdown();
-    }
-    drop(overlay);
-    if let Ok(pool) = Arc::try_unwrap(pool) {
-        pool.shutdown();
-    }
+    let with_overlay = discovery_mode(config, &meta) != DiscoveryMode::Tracker;
+    let services = Services::start(config, with_overlay)?;
+    let result = run_in_session(config, meta, &services.shared, shutdown);
+    services.stop();
     result
+}
+
+/// The resources a process's torrents share, started once: the routed
+/// peer listener, the hash pool, the overlay (and its DNS registration).
+pub struct Services {
+    pub shared: Shared,
+    listener: Listener,
+    _dns_registration: Option<crate::dns::client::Registration>,
+}
+
+impl Services {
+    pub fn start(config: &NodeConfig, with_overlay: bool) -> Result<Services, NodeError> {
+        let (listener, listen_addr) = crate::runtime::ports::bind_or_fallback(
+            config.peer_port,
+            config.peer_port_chosen,
+            |port| Listener::bind(config.bind, port),
+        )
+        .map_err(failed("peerwire listener"))?;
+        crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
+        log::info!("peerwire listening on {listen_addr}");
+        let router = Router::new();
+        let listener = Listener::start_routed(listener, router.clone(), config.max_peers)
+            .map_err(failed("peerwire listener"))?;
+        let overlay = if with_overlay {
+            let overlay = Overlay::start(config.overlay.clone())
+                .map_err(|e| NodeError(format!("overlay: {e}")))?;
+            log::info!("overlay listening on {}", overlay.local_addr());
+            Some(Arc::new(overlay))
+        } else {
+            None
+        };
+        let dns_registration = overlay.as_ref().and_then(|o| {
+            let registration = config.dns_registration.as_ref()?;
+            crate::dns::register_self(registration, o.local_addr())
+        });
+        Ok(Services {
+            shared: Shared {
+                router,
+                pool: Arc::new(HashPool::shared(hasher::default_threads())),
+                overlay,
+                listen_port: listen_addr.port(),
+                publish: None,
+            },
+            listener,
+            _dns_registration: dns_registration,
+        })
+    }
+
+    /// Call after every torrent's loop has ended: stops the listener, the
+    /// overlay (even if something still holds its `Arc`) and the pool.
+    pub fn stop(self) {
+        let Services {
+            shared,
+            listener,
+            _dns_registration,
+        } = self;
+        listener.stop();
+        if let Some(o) = &shared.overlay {
+            o.shutdown();
+        }
+        drop(_dns_registration);
+        if let Ok(pool) = Arc::try_unwrap(shared.pool) {
+            pool.shutdown();
+        }
+    }
 }
 
 /// Runs one torrent on resources `shared` with other torrents, until

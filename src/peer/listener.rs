@@ -65,7 +65,7 @@ impl Listener {
         };
         let service = Service::start_handoff(listener, opts, move |stream, peer, slot| {
             // The connection thread holds the slot until it ends.
-            router.accept(stream, peer, slot);
+            router.accept(stream, peer, slot, max);
         })?;
         Ok(Listener { service })
     }

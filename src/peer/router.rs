@@ -9,22 +9,47 @@
 //! and per address) bound the routing threads too, and `Listener::stop`
 //! closes a connection still being routed.
 //!
-//! Locks: `swarms` is taken alone and never held while a swarm is called.
+//! Admission is the swarms' rule (`budget::room_for_incoming`) over the
+//! whole process: connection threads of every swarm plus the routing
+//! threads, which count as handshaking; past `--max-peers` only the spare
+//! handshake threads are left, and one address may hold only its share of
+//! them, so silent connections cannot keep a real peer from reaching
+//! eviction.
+//!
+//! Locks: `swarms` and `routing` are each taken alone; neither is held
+//! while a swarm is called.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use super::budget::{room_for_incoming, ThreadCount};
 use super::handshake;
 use super::Swarm;
 use crate::core::InfoHash;
-use crate::runtime::listener::Slot;
+use crate::runtime::listener::{source_key, Slot};
 
 #[derive(Default)]
 pub struct Router {
     swarms: RwLock<HashMap<InfoHash, Arc<Swarm>>>,
+    /// Routing threads (reading a handshake), by id, with their source.
+    routing: Mutex<HashMap<u64, IpAddr>>,
+    next_id: AtomicU64,
+}
+
+/// Takes a routing thread off the count when it ends, however it ends.
+struct Routing<'a> {
+    router: &'a Router,
+    id: u64,
+}
+
+impl Drop for Routing<'_> {
+    fn drop(&mut self) {
+        self.router.routing.lock().remove(&self.id);
+    }
 }
 
 impl Router {
@@ -64,12 +89,41 @@ impl Router {
     }
 
     /// Takes an accepted connection: reads its handshake on a thread of
-    /// its own (the accept thread must not wait on a peer) and routes it.
-    pub fn accept(self: &Arc<Self>, mut stream: TcpStream, addr: SocketAddr, slot: Slot) {
+    /// its own (the accept thread must not wait on a peer) and routes it;
+    /// refuses it at once past the limit (see the module's doc).
+    pub fn accept(
+        self: &Arc<Self>,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        slot: Slot,
+        max_peers: usize,
+    ) {
+        let swarms: Vec<Arc<Swarm>> = self.swarms.read().values().cloned().collect();
+        let connected: usize = swarms.iter().map(|s| s.connection_count()).sum();
+        let source = source_key(addr.ip());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut routing = self.routing.lock();
+            let count = ThreadCount {
+                threads: connected + routing.len(),
+                handshaking: routing.len(),
+                handshaking_from_ip: routing.values().filter(|&&ip| ip == source).count(),
+            };
+            if !room_for_incoming(count, max_peers) {
+                log::debug!("refusing {addr}: at the peer limit");
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            routing.insert(id, source);
+        }
         let router = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("peer-hs-{addr}"))
             .spawn(move || {
+                let routing = Routing {
+                    router: &router,
+                    id,
+                };
                 let theirs = match handshake::read_incoming(&mut stream) {
                     Ok(h) => h,
                     Err(e) => {
@@ -81,6 +135,8 @@ impl Router {
                 // The guard is a temporary of this statement: released
                 // before the swarm is called.
                 let swarm = router.route(&theirs.info_hash);
+                // Counted by the swarm from here on.
+                drop(routing);
                 match swarm {
                     Some(swarm) => swarm.accept_handshaken(stream, addr, slot, theirs),
                     None => {
@@ -92,6 +148,7 @@ impl Router {
         if let Err(e) = spawned {
             // The closure, and with it the socket and the slot, is dropped.
             log::warn!("cannot start a handshake thread: {e}");
+            self.routing.lock().remove(&id);
         }
     }
 }

@@ -24,11 +24,7 @@ use crate::api::{
 };
 use crate::core::{InfoHash, Metainfo};
 use crate::node::status::Status;
-use crate::node::{self, DiscoveryMode, NodeConfig, NodeError, Shared};
-use crate::overlay::Overlay;
-use crate::peer::listener::Listener;
-use crate::peer::router::Router;
-use crate::storage::hasher::{self, HashPool};
+use crate::node::{self, DiscoveryMode, NodeConfig, NodeError, Services, Shared};
 
 /// How the daemon was started.
 pub struct SessionConfig {
@@ -59,11 +55,11 @@ pub struct Session {
     root: PathBuf,
     state: StateDir,
     shared: Shared,
-    listener: Mutex<Option<Listener>>,
+    /// Taken by `shutdown`.
+    services: Mutex<Option<Services>>,
     torrents: Mutex<HashMap<InfoHash, Entry>>,
     started: Instant,
     dns_name: Option<String>,
-    _dns_registration: Option<crate::dns::client::Registration>,
 }
 
 impl Session {
@@ -79,45 +75,17 @@ impl Session {
             .map_err(io("download root"))?;
         let state = StateDir::open(&cfg.state_dir).map_err(io("state directory"))?;
         let config = cfg.node;
-        let (socket, listen_addr) = crate::runtime::ports::bind_or_fallback(
-            config.peer_port,
-            config.peer_port_chosen,
-            |port| Listener::bind(config.bind, port),
-        )
-        .map_err(io("peerwire listener"))?;
-        crate::runtime::ports::warn_if_moved("peerwire", config.peer_port, listen_addr);
-        log::info!("peerwire listening on {listen_addr}");
-        let router = Router::new();
-        let listener = Listener::start_routed(socket, router.clone(), config.max_peers)
-            .map_err(io("peerwire listener"))?;
-        let overlay = if config.discovery_mode != Some(DiscoveryMode::Tracker) {
-            let overlay = Overlay::start(config.overlay.clone())
-                .map_err(|e| NodeError(format!("overlay: {e}")))?;
-            log::info!("overlay listening on {}", overlay.local_addr());
-            Some(Arc::new(overlay))
-        } else {
-            None
-        };
-        let dns_registration = overlay.as_ref().and_then(|o| {
-            let registration = config.dns_registration.as_ref()?;
-            crate::dns::register_self(registration, o.local_addr())
-        });
+        let with_overlay = config.discovery_mode != Some(DiscoveryMode::Tracker);
+        let services = Services::start(&config, with_overlay)?;
         let session = Arc::new(Session {
             dns_name: config.dns_registration.as_ref().map(|r| r.name.clone()),
-            shared: Shared {
-                router,
-                pool: Arc::new(HashPool::shared(hasher::default_threads())),
-                overlay,
-                listen_port: listen_addr.port(),
-                publish: None,
-            },
+            shared: services.shared.clone(),
+            services: Mutex::new(Some(services)),
             config,
             root,
             state,
-            listener: Mutex::new(Some(listener)),
             torrents: Mutex::new(HashMap::new()),
             started: Instant::now(),
-            _dns_registration: dns_registration,
         });
         for stored in session.state.list() {
             let data_dir = match resolve_data_dir(&session.root, Some(&stored.settings.dir)) {
@@ -221,7 +189,11 @@ impl Session {
             return;
         };
         // A loop that ended by itself (a storage failure) may be restarted.
-        if entry.running.as_ref().is_some_and(|r| !r.thread.is_finished()) {
+        if entry
+            .running
+            .as_ref()
+            .is_some_and(|r| !r.thread.is_finished())
+        {
             return;
         }
         if let Some(ended) = entry.running.take() {
@@ -347,11 +319,9 @@ impl Session {
         for ih in &hashes {
             self.stop_torrent(ih);
         }
-        if let Some(l) = self.listener.lock().take() {
-            l.stop();
-        }
-        if let Some(o) = &self.shared.overlay {
-            o.shutdown();
+        let services = self.services.lock().take();
+        if let Some(s) = services {
+            s.stop();
         }
     }
 }
