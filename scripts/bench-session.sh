@@ -43,7 +43,7 @@ for n in "${COUNTS[@]}"; do
   sapi=$(sed -n 's/api listening on //p' "$run/s.out")
   stok=$(cat "$run/s-state/api-token")
   for _ in $(seq 600); do
-    seeding=$(curl -s -H "Authorization: Bearer $stok" "$sapi/api/v1/torrents" | grep -o '"state":"seeding"' | wc -l)
+    seeding=$(curl -s -H "Authorization: Bearer $stok" "$sapi/api/v1/torrents" | { grep -o "\"state\":\"seeding\"" || true; } | wc -l)
     [ "$seeding" -eq "$n" ] && break; sleep 0.1
   done
   tok=$(cat "$run/l-state/api-token")
