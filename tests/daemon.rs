@@ -105,10 +105,22 @@ fn a_daemon_runs_two_torrents_pauses_resumes_removes_and_comes_back_after_a_rest
     assert_eq!(detail.files.len(), 1);
     assert!(detail.piece_map.chars().all(|c| c == '1'));
 
-    // Restart: both torrents are back, complete, and nothing is re-hashed.
+    // Restart with b paused: both are back, b still paused and showing
+    // what it has, and nothing is re-hashed.
+    let (status, _) = leecher.call("POST", &format!("/api/v1/torrents/{b}/pause"), None);
+    assert_eq!(status, 200);
     assert_eq!(leecher.sigterm_and_wait(), Some(0), "{}", leecher.log());
     drop(leecher);
     leecher = Daemon::start(&state, &leech_root, &["--peer", &peer]);
+    let restored = leecher.torrent(&b);
+    assert_eq!(restored.state, "paused", "paused across the restart");
+    assert_eq!(
+        restored.pieces_have, restored.pieces_total,
+        "a paused torrent shows the pieces its resume data holds"
+    );
+    assert_eq!(restored.progress, 1.0);
+    let (status, _) = leecher.call("POST", &format!("/api/v1/torrents/{b}/resume"), None);
+    assert_eq!(status, 200);
     assert!(
         wait_until(LONG, || {
             let list = leecher.list();

@@ -25,6 +25,7 @@ use crate::api::{
 use crate::core::{InfoHash, Metainfo};
 use crate::node::status::Status;
 use crate::node::{self, DiscoveryMode, NodeConfig, NodeError, Services, Shared};
+use crate::storage::resume;
 
 /// How the daemon was started.
 pub struct SessionConfig {
@@ -43,6 +44,9 @@ struct Entry {
     running: Option<Running>,
     /// The latest status the torrent's loop published.
     status: Arc<Mutex<Option<Status>>>,
+    /// Pieces its resume data recorded when the session took it back:
+    /// what a torrent restored paused (no loop, no status) shows.
+    recorded_pieces: usize,
 }
 
 struct Running {
@@ -96,6 +100,11 @@ impl Session {
                 }
             };
             let paused = stored.settings.paused;
+            let recorded_pieces = resume::load(&session.state.resume_path(&stored.info_hash))
+                .ok()
+                .flatten()
+                .filter(|r| r.check_torrent(&stored.metainfo).is_ok())
+                .map_or(0, |r| r.pieces.count());
             session.torrents.lock().insert(
                 stored.info_hash,
                 Entry {
@@ -104,6 +113,7 @@ impl Session {
                     data_dir,
                     running: None,
                     status: Arc::new(Mutex::new(None)),
+                    recorded_pieces,
                 },
             );
             if !paused {
@@ -166,6 +176,7 @@ impl Session {
                     data_dir,
                     running: None,
                     status: Arc::new(Mutex::new(None)),
+                    recorded_pieces: 0,
                 },
             );
         }
@@ -295,8 +306,12 @@ impl Session {
                 info_hash: meta.info_hash.to_hex(),
                 name: meta.name.clone(),
                 size: meta.total_length,
-                progress: 0.0,
-                pieces_have: 0,
+                progress: if meta.num_pieces() == 0 {
+                    0.0
+                } else {
+                    entry.recorded_pieces as f64 / meta.num_pieces() as f64
+                },
+                pieces_have: entry.recorded_pieces,
                 pieces_total: meta.num_pieces(),
                 state: state.to_string(),
                 down_rate: 0,
