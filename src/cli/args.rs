@@ -19,9 +19,11 @@ pub const ENV_DNS: &str = "BTNODE_DNS";
 pub const ENV_DNS_REGISTER: &str = "BTNODE_DNS_REGISTER";
 pub const ENV_DNS_HTTP: &str = "BTNODE_DNS_HTTP";
 pub const ENV_LOG_LEVEL: &str = "BTNODE_LOG_LEVEL";
-/// The daemon's (and its clients') API address and state directory.
+/// The daemon's (and its clients') API address and state directory; the
+/// default API address is where clients look when neither `--api` nor
+/// `BTNODE_API` says.
 pub const ENV_API: &str = "BTNODE_API";
-pub const ENV_STATE: &str = "BTNODE_STATE";
+pub const ENV_STATE: &str = crate::api::client::ENV_STATE;
 pub const DEFAULT_API: &str = "127.0.0.1:8900";
 
 pub const DEFAULT_PEER_PORT: u16 = 6881;

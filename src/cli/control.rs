@@ -16,9 +16,7 @@ use crate::api::client::{find_token, ApiClient, ClientError};
 use crate::api::{SessionInfo, TorrentSummary};
 use crate::node::status::human;
 
-/// Where the daemon's API is when neither `--api` nor `BTNODE_API` says.
-pub const DEFAULT_API: &str = "127.0.0.1:8900";
-pub const ENV_API: &str = "BTNODE_API";
+use super::args::{DEFAULT_API, ENV_API};
 
 /// Longest name shown in the table; longer ones end in `…`.
 const NAME_WIDTH: usize = 40;

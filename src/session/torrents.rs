@@ -274,57 +274,51 @@ impl Session {
         } else {
             status.as_ref().map_or("checking", |s| s.state)
         };
-        match status {
-            Some(s) => {
-                let have_bytes = meta.total_length - s.left;
-                let eta_secs = (s.left > 0 && s.down_rate >= 1.0)
-                    .then(|| (s.left as f64 / s.down_rate).ceil() as u64);
-                TorrentSummary {
-                    info_hash: meta.info_hash.to_hex(),
-                    name: meta.name.clone(),
-                    size: meta.total_length,
-                    progress: if meta.total_length == 0 {
-                        1.0
-                    } else {
-                        have_bytes as f64 / meta.total_length as f64
-                    },
-                    pieces_have: s.pieces_have,
-                    pieces_total: s.pieces_total,
-                    state: state.to_string(),
-                    down_rate: s.down_rate as u64,
-                    up_rate: s.up_rate as u64,
-                    peers: s.peers.len(),
-                    eta_secs,
-                    downloaded: s.stats.downloaded,
-                    uploaded: s.stats.uploaded,
-                    pieces_verified: s.stats.pieces_downloaded,
-                    hash_failures: s.stats.hash_failures,
-                    pieces_checked_at_start: s.stats.pieces_checked_at_start,
-                }
-            }
-            None => TorrentSummary {
-                info_hash: meta.info_hash.to_hex(),
-                name: meta.name.clone(),
-                size: meta.total_length,
-                progress: if meta.num_pieces() == 0 {
-                    0.0
-                } else {
-                    entry.recorded_pieces as f64 / meta.num_pieces() as f64
-                },
-                pieces_have: entry.recorded_pieces,
-                pieces_total: meta.num_pieces(),
-                state: state.to_string(),
-                down_rate: 0,
-                up_rate: 0,
-                peers: 0,
-                eta_secs: None,
-                downloaded: 0,
-                uploaded: 0,
-                pieces_verified: 0,
-                hash_failures: 0,
-                pieces_checked_at_start: 0,
+        let mut summary = TorrentSummary {
+            info_hash: meta.info_hash.to_hex(),
+            name: meta.name.clone(),
+            size: meta.total_length,
+            // No loop has reported yet (or the torrent is paused): what
+            // its resume data recorded.
+            progress: if meta.num_pieces() == 0 {
+                0.0
+            } else {
+                entry.recorded_pieces as f64 / meta.num_pieces() as f64
             },
+            pieces_have: entry.recorded_pieces,
+            pieces_total: meta.num_pieces(),
+            state: state.to_string(),
+            down_rate: 0,
+            up_rate: 0,
+            peers: 0,
+            eta_secs: None,
+            downloaded: 0,
+            uploaded: 0,
+            pieces_verified: 0,
+            hash_failures: 0,
+            pieces_checked_at_start: 0,
+        };
+        if let Some(s) = status {
+            let have_bytes = meta.total_length - s.left;
+            summary.progress = if meta.total_length == 0 {
+                1.0
+            } else {
+                have_bytes as f64 / meta.total_length as f64
+            };
+            summary.pieces_have = s.pieces_have;
+            summary.pieces_total = s.pieces_total;
+            summary.down_rate = s.down_rate as u64;
+            summary.up_rate = s.up_rate as u64;
+            summary.peers = s.peers.len();
+            summary.eta_secs = (s.left > 0 && s.down_rate >= 1.0)
+                .then(|| (s.left as f64 / s.down_rate).ceil() as u64);
+            summary.downloaded = s.stats.downloaded;
+            summary.uploaded = s.stats.uploaded;
+            summary.pieces_verified = s.stats.pieces_downloaded;
+            summary.hash_failures = s.stats.hash_failures;
+            summary.pieces_checked_at_start = s.stats.pieces_checked_at_start;
         }
+        summary
     }
 
     /// Stops every torrent (each flushes and writes clean resume data),
