@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{
-    flags_config, Cli, CliError, DaemonArgs, DEFAULT_API, ENV_API, ENV_DATA_DIR, ENV_STATE,
-};
+use super::{flags_config, Cli, CliError, DaemonArgs, DEFAULT_API, ENV_API, ENV_STATE};
 use crate::api::server::{ApiConfig, ApiServer, Pages};
 use crate::api::{auth, dashboard, metrics, Control, ControlError};
 use crate::runtime::signals;
@@ -28,11 +26,9 @@ pub fn run_daemon(args: DaemonArgs) -> Result<(), CliError> {
         .ok_or_else(|| {
             CliError::Usage("btnode daemon needs --state DIR (or BTNODE_STATE)".into())
         })?;
-    let root = args
-        .dir
-        .clone()
-        .or_else(|| env_var(ENV_DATA_DIR).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("."));
+    // BTNODE_DATA_DIR and the other node variables became flags in
+    // `parse_cli`.
+    let root = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let api_addr: SocketAddr = match (args.api, env_var(ENV_API)) {
         (Some(a), _) => a,
         (None, Some(v)) => v.trim().parse().map_err(|_| {

@@ -31,9 +31,10 @@ pub enum ParseExit {
 /// on a wrong flag; the README promises 2 for every usage error.
 ///
 /// argh has no environment support, so the variables of `env::ENV_FLAGS` are
-/// turned into flags: a node command line (no subcommand) is parsed again
-/// with `--flag value` put in front for every variable whose flag is
-/// absent. A subcommand never reads them.
+/// turned into flags: a node command line (no subcommand), or a daemon's
+/// after the word `daemon`, is parsed again with `--flag value` put in
+/// front for every variable whose flag is absent. Other subcommands never
+/// read them.
 pub fn parse_cli(args: &[std::ffi::OsString]) -> Result<Cli, ParseExit> {
     parse_cli_with_env(args, |var| std::env::var(var).ok())
 }
@@ -61,14 +62,26 @@ pub fn parse_cli_with_env(
         .to_string();
     let rest: Vec<&str> = strings.iter().skip(1).map(String::as_str).collect();
     let cli = parse_argh(&name, &rest)?;
-    if cli.command.is_some() {
-        return Ok(cli);
-    }
-    let (injected, from_env) = env_flags(&rest, env);
+    // Where the node flags begin: the whole line for a node, after the
+    // word `daemon` for a daemon; no other subcommand takes them.
+    let flags_at = match &cli.command {
+        None => 0,
+        Some(Command::Daemon(_)) => match rest.iter().position(|a| *a == "daemon") {
+            Some(i) => i + 1,
+            None => return Ok(cli),
+        },
+        Some(_) => return Ok(cli),
+    };
+    let (injected, from_env) = env_flags(&rest[flags_at..], env);
     if injected.is_empty() {
         return Ok(cli);
     }
-    let with_env: Vec<&str> = injected.iter().map(String::as_str).chain(rest).collect();
+    let with_env: Vec<&str> = rest[..flags_at]
+        .iter()
+        .copied()
+        .chain(injected.iter().map(String::as_str))
+        .chain(rest[flags_at..].iter().copied())
+        .collect();
     parse_argh(&name, &with_env).map_err(|exit| match exit {
         ParseExit::Usage(text) => {
             let blamed: Vec<String> = from_env
@@ -307,5 +320,30 @@ mod tests {
         .unwrap();
         assert!(matches!(cli.command, Some(Command::Tracker(_))));
         assert_eq!(cli.torrent, None);
+    }
+
+    #[test]
+    fn the_daemon_reads_node_variables_and_its_command_line_wins() {
+        let cli = parse(
+            &["daemon", "--state", "/s", "--port", "7001"],
+            &[
+                (ENV_PORT, "7000"),
+                (ENV_BOOTSTRAP, "h1:1,h2:2"),
+                (ENV_DATA_DIR, "/root-from-env"),
+                (ENV_TORRENT, "a.torrent"),
+            ],
+        )
+        .unwrap();
+        let Some(Command::Daemon(d)) = cli.command else {
+            panic!("not a daemon: {cli:?}");
+        };
+        assert_eq!(d.port, Some(7001));
+        assert_eq!(d.bootstrap, ["h1:1", "h2:2"]);
+        assert_eq!(d.dir, Some(PathBuf::from("/root-from-env")));
+        assert_eq!(d.torrent, [PathBuf::from("a.torrent")]);
+        let Err(ParseExit::Usage(text)) = parse(&["daemon"], &[(ENV_OVERLAY_PORT, "x")]) else {
+            panic!("BTNODE_OVERLAY_PORT=x must be a usage error");
+        };
+        assert!(text.contains("BTNODE_OVERLAY_PORT"), "{text}");
     }
 }
