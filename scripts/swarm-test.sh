@@ -44,9 +44,15 @@ make_data() {
   ih=$("$bin" create -o "$data/shared.torrent" --piece-length 262144 "$data/shared.bin")
   want=$(sha256sum < "$data/shared.bin" | cut -d' ' -f1)
   pieces=$(( ($1 * 1048576 + 262143) / 262144 ))
-  export BTNODE_DATA=$data
+  # The seeder daemon's state (its API token among it); made here because
+  # a Swarm stack does not create a bind mount's source.
+  mkdir -p "$work/state-$1"
+  export BTNODE_DATA=$data BTNODE_STATE=$work/state-$1
 }
 project=btnodetest$$
+# The seeder daemon's API on the host's loopback: a free port, not 8900.
+SEEDER_API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export SEEDER_API_PORT
 # Faster timers than the defaults so faults are noticed within the bounds.
 export BTNODE_GOSSIP_INTERVAL_MS=2000 BTNODE_HEALTH_INTERVAL_MS=2000
 
@@ -170,6 +176,13 @@ project_ps() { docker ps -q --filter "label=com.docker.compose.project=$project"
 all_healthy() { [ "$(project_ps --filter health=healthy | wc -l)" -eq "$(project_ps | wc -l)" ]; }
 poll_until 60 "not every container is healthy" all_healthy
 echo "   every container reports healthy ($(project_ps | wc -l))"
+# The seeder is a daemon: its API (token from the state it keeps on the
+# host) lists the torrent as seeding, and the dashboard is served.
+api=127.0.0.1:$SEEDER_API_PORT
+seeding() { "$bin" list --json --api "$api" --state "$BTNODE_STATE" 2>/dev/null | grep -q '"state": *"seeding"'; }
+poll_until 30 "the seeder's API does not list its torrent as seeding" seeding
+curl -fsS "http://$api/" | grep -q "<title>btnode" || fail "the seeder serves no dashboard at http://$api/"
+echo "   the seeder daemon's API and dashboard answer on $api"
 # MTTR: kill one leecher; time until no live node lists it.
 victim=$(cids leecher | head -1); vip=$(ip_of "$victim")
 docker kill "$victim" >/dev/null
