@@ -303,3 +303,97 @@ fn metrics_parse_and_move_and_the_cli_drives_the_daemon() {
     assert!(!root.join("m.bin").exists());
     assert!(leecher.list().is_empty());
 }
+
+/// The seeder's `--upload-rate-limit` holds over both of its torrents
+/// together (it is split between them, not given to each), both make
+/// progress side by side, and tracker announces are counted in `/metrics`,
+/// failures too.
+#[test]
+fn the_upload_limit_is_shared_between_torrents_and_announces_are_counted() {
+    let tmp = tempdir();
+    const LEN: usize = 2 << 20;
+    let (a_src, a_torrent) = content(tmp.path(), "a.bin", LEN, "65536");
+    // b names a tracker that refuses connections: every announce fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/announce", dead.local_addr().unwrap());
+    drop(dead);
+    let b_src = tmp.path().join("seed").join("b.bin");
+    make_file(&b_src, LEN, 99);
+    let b_torrent = tmp.path().join("b.torrent");
+    create_torrent(
+        &b_src,
+        &b_torrent,
+        &["--piece-length", "65536", "--tracker", &dead_url],
+    );
+    const LIMIT: u64 = 1_000_000;
+    let seeder = Daemon::start(
+        &tmp.path().join("seeder-state"),
+        &tmp.path().join("seed"),
+        &[
+            "-t",
+            a_torrent.to_str().unwrap(),
+            "-t",
+            b_torrent.to_str().unwrap(),
+            "--upload-rate-limit",
+            &LIMIT.to_string(),
+            "--discovery-mode",
+            "tracker",
+        ],
+    );
+    assert!(
+        wait_until(LONG, || seeder.list().iter().all(|t| t.state == "seeding")),
+        "the seeder never seeded both: {:?}",
+        seeder.list()
+    );
+    let root = tmp.path().join("leech");
+    let leecher = Daemon::start(
+        &tmp.path().join("leech-state"),
+        &root,
+        &["--peer", &seeder.peer_addr()],
+    );
+    let started = std::time::Instant::now();
+    let a = leecher.add(&a_torrent, "");
+    let b = leecher.add(&b_torrent, "");
+    // Whichever finishes first, the other has come a good part of the way:
+    // the limit is split between them, not taken by one.
+    assert!(
+        wait_until(LONG, || leecher.list().iter().any(|t| t.progress >= 1.0)),
+        "neither completed: {:?}",
+        leecher.list()
+    );
+    let behind = leecher
+        .list()
+        .iter()
+        .map(|t| t.progress)
+        .fold(1.0, f64::min);
+    assert!(behind >= 0.4, "one torrent starved: {:?}", leecher.list());
+    assert!(leecher.wait_complete(&a, LONG) && leecher.wait_complete(&b, LONG));
+    let took = started.elapsed();
+    assert_eq!(sha256(&root.join("a.bin")), sha256(&a_src));
+    assert_eq!(sha256(&root.join("b.bin")), sha256(&b_src));
+    // 4 MiB through a 1 MB/s limit takes over 4 s; with the limit given to
+    // each torrent it took about half that. A lower bound only: a slow
+    // machine can only make it longer. Each torrent's bucket may burst a
+    // quarter second's worth, hence the slack.
+    let floor = Duration::from_secs_f64((2 * LEN) as f64 / LIMIT as f64 * 0.75);
+    assert!(
+        took >= floor,
+        "{took:?} for {} bytes at {LIMIT} B/s",
+        2 * LEN
+    );
+
+    let families = scrape(&seeder);
+    let counter = |name: &str| {
+        families
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .samples[0]
+            .value
+    };
+    let failed = counter("btnode_tracker_failures");
+    assert!(
+        failed >= 1.0,
+        "the dead tracker's failures were not counted"
+    );
+    assert!(counter("btnode_tracker_announces") >= failed);
+}

@@ -190,7 +190,7 @@ pub fn render(session: &SessionInfo, torrents: &[TorrentSummary]) -> String {
         ),
         (
             "dns_queries",
-            "DNS queries answered by the DNS service.",
+            "DNS queries sent to the DNS service (bootstrap names).",
             None,
             c.dns_queries,
         ),

@@ -176,10 +176,10 @@ pub struct DaemonArgs {
     /// seconds between tracker and overlay announces
     #[argh(option)]
     pub announce_interval: Option<u64>,
-    /// cap on upload bytes per second, per torrent (default: none)
+    /// cap on upload bytes per second over all torrents, split fairly between them (default: none)
     #[argh(option)]
     pub upload_rate_limit: Option<u64>,
-    /// cap on download bytes per second, per torrent (default: none)
+    /// cap on download bytes per second over all torrents, split fairly between them (default: none)
     #[argh(option)]
     pub download_rate_limit: Option<u64>,
     /// log level (default info)

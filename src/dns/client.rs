@@ -20,6 +20,14 @@ pub enum DnsClientError {
     Status { status: i32, body: String },
 }
 
+/// DNS queries this process sent to the DNS service (for `/metrics`):
+/// process-wide, as every resolver of the process shares the one service.
+static QUERIES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn queries_sent() -> u64 {
+    QUERIES_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A and AAAA records of `name` from the DNS server at `server`.
 pub fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> std::io::Result<Vec<IpAddr>> {
     let bind: SocketAddr = if server.is_ipv4() {
@@ -45,6 +53,7 @@ pub fn resolve(server: SocketAddr, name: &str, timeout: Duration) -> std::io::Re
             .build_bytes_vec()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         socket.send(&bytes)?;
+        QUERIES_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut buf = [0u8; 1500];
         let n = socket.recv(&mut buf)?;
         let Ok(reply) = Packet::parse(&buf[..n]) else {

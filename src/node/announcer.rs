@@ -5,6 +5,7 @@
 //! failure once per change); this thread only does the I/O.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,6 +48,25 @@ pub struct AnnouncerConfig {
     pub peer_id: PeerId,
     pub port: u16,
     pub interval: Option<Duration>,
+    /// Counted over every announcer of the process (for `/metrics`).
+    pub stats: Arc<AnnounceStats>,
+}
+
+/// Announces sent to trackers and how many of them failed.
+#[derive(Debug, Default)]
+pub struct AnnounceStats {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl AnnounceStats {
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
 }
 
 impl Announcer {
@@ -140,6 +160,7 @@ fn announce_loop(
             if left.is_zero() || (event.is_none() && stopping()) {
                 break;
             }
+            cfg.stats.sent.fetch_add(1, Ordering::Relaxed);
             let outcome = match client::announce(&url, &req, left.min(TIMEOUT)) {
                 Ok(resp) => {
                     if let Some(w) = &resp.warning {
@@ -156,10 +177,13 @@ fn announce_loop(
                         min_interval: resp.min_interval,
                     }
                 }
-                Err(e) => Outcome::Failed {
-                    kind: e.kind(),
-                    reason: e.to_string(),
-                },
+                Err(e) => {
+                    cfg.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    Outcome::Failed {
+                        kind: e.kind(),
+                        reason: e.to_string(),
+                    }
+                }
             };
             let answered = matches!(outcome, Outcome::Answered { .. });
             if let Some(line) = trackers.record(&url, outcome, Instant::now()) {

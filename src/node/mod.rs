@@ -10,6 +10,7 @@ pub mod announcer;
 pub mod candidates;
 pub mod config;
 pub mod discovery;
+pub mod limits;
 pub mod status;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,19 +21,19 @@ use crossbeam_channel::Receiver;
 
 use crate::core::{Bitfield, Metainfo, PeerId};
 use crate::overlay::Overlay;
-use crate::peer::limiter::RateLimiter;
 use crate::peer::listener::Listener;
 use crate::peer::router::Router;
-use crate::peer::{RateLimits, Swarm};
+use crate::peer::Swarm;
 use crate::runtime::signals;
 use crate::storage::hasher::{self, HashPool, PieceHashes};
 use crate::storage::resume::{self, ResumeData};
 use crate::storage::{HashJob, HashPurpose, HashResult, PieceStore, Storage};
 use crate::swarm::torrent::{HashOutcome, HashVerdict, TorrentState};
-use announcer::{AnnounceCommand, Announcer, AnnouncerConfig};
+use announcer::{AnnounceCommand, AnnounceStats, Announcer, AnnouncerConfig};
 use candidates::Candidates;
 pub use config::{DiscoveryMode, NodeConfig, NodeError};
 use discovery::OverlayDiscovery;
+use limits::ProcessLimits;
 use status::{Progress, Status};
 
 /// How long shutdown waits for connection threads.
@@ -91,6 +92,10 @@ pub struct Shared {
     pub router: Arc<Router>,
     pub pool: Arc<HashPool>,
     pub overlay: Option<Arc<Overlay>>,
+    /// The global peer and rate limits, split between the torrents.
+    pub limits: Arc<ProcessLimits>,
+    /// Every torrent's tracker announces, counted together.
+    pub announce_stats: Arc<AnnounceStats>,
     /// The shared peer listener's port, announced for every torrent.
     pub listen_port: u16,
     pub publish: Option<Publish>,
@@ -164,6 +169,12 @@ impl Services {
                 router,
                 pool: Arc::new(HashPool::shared(hasher::default_threads())),
                 overlay,
+                limits: Arc::new(ProcessLimits::new(
+                    config.max_peers,
+                    config.upload_rate_limit,
+                    config.download_rate_limit,
+                )),
+                announce_stats: Arc::default(),
                 listen_port: listen_addr.port(),
                 publish: None,
             },
@@ -287,19 +298,17 @@ pub fn run_in_session(
     save_resume(config, &meta, &resume_saved, false);
 
     state.listen_port = shared.listen_port;
-    let limits = RateLimits {
-        upload: config.upload_rate_limit.map(RateLimiter::new),
-        download: config.download_rate_limit.map(RateLimiter::new),
-    };
     let swarm = Swarm::new(
         state,
         storage.clone(),
         meta.info_hash,
         our_id,
-        config.max_peers,
-        limits,
+        shared.limits.new_peer_share(),
+        shared.limits.new_rate_limits(),
         hash_queue,
     );
+    // Its share of the process's limits, handed back when the loop ends.
+    let _limits = shared.limits.join(&swarm);
     shared.router.add(swarm.clone());
 
     let (peers_tx, peers_rx) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
@@ -339,6 +348,7 @@ pub fn run_in_session(
                 peer_id: our_id,
                 port: shared.listen_port,
                 interval: config.announce_interval,
+                stats: shared.announce_stats.clone(),
             },
             counters,
             peers_tx.clone(),
@@ -455,6 +465,7 @@ pub fn run_in_session(
             },
             recv(ticker) -> _ => {
                 let now = Instant::now();
+                shared.limits.tick();
                 for addr in swarm.take_refused() {
                     candidates.ban(addr);
                 }

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,10 +46,12 @@ use crate::wire::peer::{self, Handshake};
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Byte-rate caps over all of a torrent's peers; `None` is unlimited.
+/// Shared (`Arc`) because a process's global limit re-splits them between
+/// its torrents while they run (`node::limits`).
 #[derive(Default)]
 pub struct RateLimits {
-    pub upload: Option<RateLimiter>,
-    pub download: Option<RateLimiter>,
+    pub upload: Option<Arc<RateLimiter>>,
+    pub download: Option<Arc<RateLimiter>>,
 }
 
 /// Everything connection threads share for one torrent.
@@ -59,7 +61,9 @@ pub struct Swarm {
     pub info_hash: InfoHash,
     pub our_id: PeerId,
     pub max_frame: u32,
-    pub max_peers: usize,
+    /// This torrent's share of the process's connections: set at start
+    /// and re-split as torrents come and go.
+    max_peers: AtomicUsize,
     pub limits: RateLimits,
     /// Where a reader sends a piece whose last block it wrote.
     pub(super) hash_jobs: HashQueue,
@@ -110,7 +114,7 @@ impl Swarm {
             info_hash,
             our_id,
             max_frame,
-            max_peers,
+            max_peers: AtomicUsize::new(max_peers.max(1)),
             limits,
             hash_jobs,
             shutting_down: AtomicBool::new(false),
@@ -122,6 +126,17 @@ impl Swarm {
             storage_failed_tx,
             storage_failed_rx,
         })
+    }
+
+    /// How many peers this torrent may hold.
+    pub fn max_peers(&self) -> usize {
+        self.max_peers.load(Ordering::Relaxed)
+    }
+
+    /// A new share: takes effect for the next dial or handshake; peers
+    /// past it are let go by eviction as newcomers arrive, not at once.
+    pub fn set_max_peers(&self, n: usize) {
+        self.max_peers.store(n.max(1), Ordering::Relaxed);
     }
 
     /// Yields the first storage failure (e.g. a full disk) of any connection;
@@ -143,8 +158,8 @@ impl Swarm {
     /// `--max-peers` and below the [`dial_budget`] of pending dials.
     pub fn dial_room(&self) -> usize {
         let conns = self.conns.lock();
-        let total = self.max_peers.saturating_sub(conns.threads.len());
-        let pending = dial_budget(self.max_peers).saturating_sub(conns.dialing.len());
+        let total = self.max_peers().saturating_sub(conns.threads.len());
+        let pending = dial_budget(self.max_peers()).saturating_sub(conns.dialing.len());
         total.min(pending)
     }
 
@@ -162,7 +177,7 @@ impl Swarm {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut conns = self.conns.lock();
         if self.is_shutting_down()
-            || !room_for_dial(conns.threads.len(), conns.dialing.len(), self.max_peers)
+            || !room_for_dial(conns.threads.len(), conns.dialing.len(), self.max_peers())
             || !conns.dialed.insert(addr)
         {
             return false;
@@ -245,7 +260,7 @@ impl Swarm {
                 .filter(|&&ip| ip == source)
                 .count(),
         };
-        if self.is_shutting_down() || !room_for_incoming(count, self.max_peers) {
+        if self.is_shutting_down() || !room_for_incoming(count, self.max_peers()) {
             log::debug!("refusing {addr}: at the peer limit");
             let _ = stream.shutdown(Shutdown::Both);
             return;
@@ -355,7 +370,7 @@ impl Swarm {
                 log::debug!("dropping {addr}: banned or duplicate");
                 return;
             }
-            match state.make_room(self.max_peers, Instant::now()) {
+            match state.make_room(self.max_peers(), Instant::now()) {
                 Room::Free => {}
                 Room::Evicted(victim) => {
                     log::debug!("evicting idle {victim} to make room for {addr}")

@@ -36,7 +36,7 @@ impl Listener {
 
     /// A listener for one swarm (a node running one torrent).
     pub fn start(listener: TcpListener, swarm: Arc<Swarm>) -> std::io::Result<Listener> {
-        let max = swarm.max_peers;
+        let max = swarm.max_peers();
         Listener::start_routed(listener, Router::single(swarm), max)
     }
 

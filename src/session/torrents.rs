@@ -469,7 +469,9 @@ impl Control for Session {
             counters: SessionCounters {
                 gossip_bytes_in,
                 gossip_bytes_out,
-                ..SessionCounters::default()
+                tracker_announces: self.shared.announce_stats.sent(),
+                tracker_failures: self.shared.announce_stats.failed(),
+                dns_queries: crate::dns::client::queries_sent(),
             },
         }
     }

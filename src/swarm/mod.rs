@@ -6,5 +6,6 @@
 pub mod choker;
 pub mod eviction;
 pub mod picker;
+pub mod shares;
 pub mod suspicion;
 pub mod torrent;
