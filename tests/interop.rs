@@ -644,3 +644,49 @@ fn a_mixed_swarm_of_every_client_completes() {
         assert!(same_file(&s, d), "{d}");
     }
 }
+
+/// A btnode seeder with `--super-seed` shows a few pieces at a time as
+/// `have` messages instead of its bitfield: libtorrent and aria2, which
+/// never see it as a seed, still complete from it (found through btnode's
+/// tracker), and so does a btnode leecher.
+#[test]
+fn libtorrent_aria2_and_btnode_leech_from_a_super_seeding_btnode() {
+    let with_lt = require("libtorrent");
+    let with_aria2 = require("aria2c");
+    let tracker = Tracker::start();
+    let s = single_file(3_000_000, Some(&tracker.url));
+    let seeder = Node::start(
+        &s.torrent,
+        &s.root.join("seed"),
+        &[
+            "--discovery-mode",
+            "tracker",
+            "--announce-interval",
+            "1",
+            "--super-seed",
+        ],
+    );
+    seeder.wait_port();
+    if with_lt {
+        let mut lt = libtorrent(
+            "leech",
+            &s.torrent,
+            &s.root.join("to-lt"),
+            free_port(),
+            &[seeder.addr()],
+        );
+        assert!(lt.wait_success(T), "libtorrent did not complete");
+        assert!(same_file(&s, "to-lt"));
+    }
+    if with_aria2 {
+        let mut a = aria2(&s.torrent, &s.root.join("to-aria2"), free_port(), false);
+        assert!(a.wait_success(T), "aria2 did not complete");
+        assert!(same_file(&s, "to-aria2"));
+    }
+    let mut args = TRACKERLESS.to_vec();
+    let peer = seeder.addr();
+    args.extend(["--peer", &peer, "--exit-on-complete"]);
+    let mut leecher = Node::start(&s.torrent, &s.root.join("to-btnode"), &args);
+    assert_eq!(leecher.wait_exit(T), Some(0), "{}", leecher.log());
+    assert!(same_file(&s, "to-btnode"));
+}

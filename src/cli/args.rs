@@ -82,6 +82,9 @@ pub struct Cli {
     /// regular upload slots of the choker (default 4; one optimistic slot is added)
     #[argh(option)]
     pub upload_slots: Option<usize>,
+    /// once complete, show each peer only a few pieces at a time (BEP 16 style), so each piece leaves this seed about once
+    #[argh(switch)]
+    pub super_seed: bool,
     /// seconds between tracker and overlay announces (default: the tracker's interval, or 60)
     #[argh(option)]
     pub announce_interval: Option<u64>,
@@ -173,6 +176,9 @@ pub struct DaemonArgs {
     /// regular upload slots of each torrent's choker (default 4)
     #[argh(option)]
     pub upload_slots: Option<usize>,
+    /// super-seed every complete torrent: show each peer a few pieces at a time, so each piece leaves about once
+    #[argh(switch)]
+    pub super_seed: bool,
     /// seconds between tracker and overlay announces
     #[argh(option)]
     pub announce_interval: Option<u64>,

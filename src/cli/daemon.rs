@@ -52,6 +52,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<(), CliError> {
         peer: args.peer.clone(),
         max_peers: args.max_peers,
         upload_slots: args.upload_slots,
+        super_seed: args.super_seed,
         announce_interval: args.announce_interval,
         status_file: None,
         upload_rate_limit: args.upload_rate_limit,

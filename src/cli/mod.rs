@@ -185,6 +185,7 @@ pub fn flags_config(cli: &Cli) -> Result<NodeConfig, CliError> {
         direct_peers: cli.peer.clone(),
         max_peers,
         upload_slots: cli.upload_slots.unwrap_or(DEFAULT_UPLOAD_SLOTS),
+        super_seed: cli.super_seed,
         announce_interval: cli.announce_interval.map(Duration::from_secs),
         status_file: cli.status_file.clone(),
         // 0 means no limit (handy for `${RATE:-0}` in compose files).

@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub direct_peers: Vec<String>,
     pub max_peers: usize,
     pub upload_slots: usize,
+    /// Super-seed once complete (`swarm::superseed`).
+    pub super_seed: bool,
     pub announce_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
     pub upload_rate_limit: Option<u64>,

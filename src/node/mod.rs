@@ -234,6 +234,7 @@ pub fn run_in_session(
     let geometry = meta.geometry();
     let seed = u64::from_le_bytes(our_id.0[12..20].try_into().expect("8 bytes"));
     let mut state = TorrentState::new(geometry, our_id, config.upload_slots, seed);
+    state.super_seed = config.super_seed;
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
 

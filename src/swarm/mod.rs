@@ -7,5 +7,6 @@ pub mod choker;
 pub mod eviction;
 pub mod picker;
 pub mod shares;
+pub mod superseed;
 pub mod suspicion;
 pub mod torrent;

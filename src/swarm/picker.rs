@@ -143,6 +143,11 @@ impl PiecePicker {
         self.availability[piece] += 1;
     }
 
+    /// How many connected peers have `piece`.
+    pub fn availability(&self, piece: usize) -> u32 {
+        self.availability[piece]
+    }
+
     /// Whether we still want piece `piece` (not verified, not being hashed).
     pub fn wants(&self, piece: usize) -> bool {
         matches!(

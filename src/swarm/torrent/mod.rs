@@ -33,6 +33,7 @@ use std::time::Instant;
 use super::choker::{Candidate, Choker, RECHOKE_INTERVAL};
 use super::eviction::{self, PeerActivity};
 use super::picker::{Block, PeerKey, PiecePicker};
+use super::superseed::{self, SuperSeeding};
 use super::suspicion::Suspicion;
 use crate::core::{Bitfield, PeerId, PieceGeometry, BLOCK_SIZE};
 use crate::wire::peer::{BlockRequest, Message};
@@ -130,6 +131,10 @@ pub struct TorrentState {
     pub pex_enabled: bool,
     /// Addresses peers told us about, for the node to dial.
     pex_learned: Vec<SocketAddr>,
+    /// `--super-seed`: once complete, show each new peer a few pieces at a
+    /// time instead of the whole bitfield (`swarm::superseed`).
+    pub super_seed: bool,
+    super_seeding: Option<SuperSeeding>,
 }
 
 impl TorrentState {
@@ -159,6 +164,8 @@ impl TorrentState {
             listen_port: 0,
             pex_enabled: true,
             pex_learned: Vec::new(),
+            super_seed: false,
+            super_seeding: None,
         }
     }
 
@@ -268,12 +275,36 @@ impl TorrentState {
         if extensions {
             peer.send(Message::ExtendedHandshake(self.our_handshake()));
         }
-        if self.have().count() > 0 {
+        let super_seeding = self.super_seed && self.is_complete();
+        if super_seeding && self.super_seeding.is_none() {
+            let n = self.geometry.num_pieces();
+            self.super_seeding = Some(SuperSeeding::new(n, superseed::DEFAULT_DEPTH));
+        }
+        peer.super_seeded = super_seeding;
+        if self.have().count() > 0 && !super_seeding {
             peer.send(Message::Bitfield(self.have().as_bytes().to_vec()));
         }
         self.peers.insert(key, peer);
         self.suspicion.add(key);
+        if super_seeding {
+            self.offer_pieces(key);
+        }
         key
+    }
+
+    /// Super-seeding: tops up the pieces `key` is shown (as `have`s) to the
+    /// policy's depth. Peers that saw our whole bitfield are left alone.
+    fn offer_pieces(&mut self, key: PeerKey) {
+        let (Some(ss), Some(peer)) = (self.super_seeding.as_mut(), self.peers.get_mut(&key)) else {
+            return;
+        };
+        if !peer.super_seeded {
+            return;
+        }
+        let picker = &self.picker;
+        for piece in ss.top_up(key, &peer.bitfield, |i| picker.availability(i)) {
+            peer.send(Message::Have(piece));
+        }
     }
 
     /// The connection is gone: its requests go back to the pool at once and
@@ -288,6 +319,9 @@ impl TorrentState {
         }
         self.picker.forget_peer(key);
         self.suspicion.forget(key);
+        if let Some(ss) = self.super_seeding.as_mut() {
+            ss.forget(key);
+        }
         self.fill_all();
     }
 
@@ -337,6 +371,7 @@ impl TorrentState {
                     self.picker.add_have(i);
                     self.update_interest(key);
                     self.fill(key);
+                    self.offer_pieces(key);
                 }
                 self.check_both_seeds(key)?;
             }
@@ -361,6 +396,7 @@ impl TorrentState {
                 self.picker.add_availability(&merged);
                 self.update_interest(key);
                 self.fill(key);
+                self.offer_pieces(key);
                 self.check_both_seeds(key)?;
             }
             Message::Request(r) => {
@@ -817,5 +853,52 @@ mod tests {
         assert!(s.on_message(a, Message::Have(3)).is_err());
         let (b, _wb) = add_peer(&mut s, 2);
         assert!(s.on_message(b, Message::Bitfield(vec![0xff])).is_err());
+    }
+
+    #[test]
+    fn a_super_seeding_seed_shows_each_peer_a_few_pieces_then_the_next_as_it_gets_one() {
+        let mut s = state(12, BLOCK_SIZE as u64);
+        for p in 0..12 {
+            s.resume_piece(p);
+        }
+        s.super_seed = true;
+        let haves = |s: &mut TorrentState, k| -> (Vec<u32>, bool) {
+            let out = s.take_outgoing(k, 0, 0);
+            let bitfield = out
+                .messages
+                .iter()
+                .any(|m| matches!(m, Message::Bitfield(_)));
+            let haves = out
+                .messages
+                .iter()
+                .filter_map(|m| match m {
+                    Message::Have(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            (haves, bitfield)
+        };
+        let (a, _) = add_peer(&mut s, 1);
+        let (b, _) = add_peer(&mut s, 2);
+        let (shown_a, bitfield_a) = haves(&mut s, a);
+        let (shown_b, _) = haves(&mut s, b);
+        assert!(!bitfield_a, "no whole bitfield while super-seeding");
+        assert_eq!(shown_a.len(), superseed::DEFAULT_DEPTH);
+        assert!(
+            shown_a.iter().all(|p| !shown_b.contains(p)),
+            "two peers are shown different pieces: {shown_a:?} {shown_b:?}"
+        );
+        // a got one of its pieces: it is shown one more, new to both.
+        s.on_message(a, Message::Have(shown_a[0])).unwrap();
+        let (next, _) = haves(&mut s, a);
+        assert_eq!(next.len(), 1);
+        assert!(!shown_a.contains(&next[0]) && !shown_b.contains(&next[0]));
+        // Without the flag a seed sends its bitfield as before.
+        let mut plain = state(12, BLOCK_SIZE as u64);
+        for p in 0..12 {
+            plain.resume_piece(p);
+        }
+        let (c, _) = add_peer(&mut plain, 3);
+        assert!(haves(&mut plain, c).1);
     }
 }

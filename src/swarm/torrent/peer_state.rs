@@ -58,6 +58,9 @@ pub struct PeerState {
     pub peer_id: PeerId,
     pub client: Option<String>,
     pub bitfield: Bitfield,
+    /// Joined while we super-seeded: shown pieces a few at a time, never
+    /// our whole bitfield.
+    pub(super) super_seeded: bool,
     /// Pieces the peer has that we have not verified: interested iff > 0.
     pub(super) wanted_from: usize,
     pub am_choking: bool,
@@ -104,6 +107,7 @@ impl PeerState {
             peer_id,
             client: None,
             bitfield: Bitfield::new(num_pieces),
+            super_seeded: false,
             wanted_from: 0,
             am_choking: true,
             am_interested: false,
