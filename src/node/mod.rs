@@ -225,6 +225,8 @@ pub fn run_in_session(
     let mut state = TorrentState::new(geometry, our_id, config.upload_slots, seed);
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
+    // BEP 9: the info dictionary for peers that came with a magnet link.
+    state.metadata = (!meta.private).then(|| meta.info_bytes.clone());
 
     // Fast resume: after a clean stop with unchanged files, the recorded
     // pieces are trusted without hashing.

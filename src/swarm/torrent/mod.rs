@@ -130,6 +130,10 @@ pub struct TorrentState {
     pub pex_enabled: bool,
     /// Addresses peers told us about, for the node to dial.
     pex_learned: Vec<SocketAddr>,
+    /// The bencoded info dictionary, served to peers that ask (BEP 9);
+    /// `None`: not offered (a private torrent's stays with its `.torrent`).
+    /// Set before the first peer registers: our handshake advertises it.
+    pub metadata: Option<std::sync::Arc<[u8]>>,
 }
 
 impl TorrentState {
@@ -159,6 +163,7 @@ impl TorrentState {
             listen_port: 0,
             pex_enabled: true,
             pex_learned: Vec::new(),
+            metadata: None,
         }
     }
 
@@ -389,7 +394,9 @@ impl TorrentState {
                 return Err(DropReason::Protocol("piece data must be streamed"));
             }
             Message::ExtendedHandshake(hs) => self.on_extended_handshake(key, hs)?,
-            m @ (Message::Pex { .. } | Message::Extended { .. }) => self.on_extension(key, m)?,
+            m @ (Message::Pex { .. } | Message::Metadata { .. } | Message::Extended { .. }) => {
+                self.on_extension(key, m)?
+            }
         }
         Ok(())
     }
