@@ -10,6 +10,7 @@ pub mod announcer;
 pub mod candidates;
 pub mod config;
 pub mod discovery;
+pub mod magnet;
 pub mod status;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -50,6 +51,10 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .map_err(|e| NodeError(format!("cannot install signal handlers: {e}")))?;
     match config.torrent.clone() {
         None => run_overlay_only(&config, shutdown),
+        Some(path) if path.to_str().is_some_and(crate::core::Magnet::is_magnet) => {
+            let link = path.to_str().unwrap_or_default();
+            magnet::run_magnet(&config, link, shutdown)
+        }
         Some(path) => {
             let meta = crate::storage::torrent_file::read(&path)
                 .map_err(|e| NodeError(format!("{}: {e}", path.display())))?;

@@ -131,6 +131,12 @@ impl MetadataFetch {
         self.peers.len()
     }
 
+    /// Whether `peer` still takes part (not dropped for a timeout, a ban
+    /// or a refusal).
+    pub fn has_peer(&self, peer: FetchPeer) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
     /// A peer's extension handshake: its `ut_metadata` id (whether it
     /// speaks it) and `metadata_size`. Nothing is allocated for the size
     /// until pieces arrive, and a size over the cap is refused outright.
@@ -508,9 +514,17 @@ mod tests {
                 Ok(Outcome::HashFailed { banned: vec![] })
             );
             assert_eq!(f.num_peers(), 2);
+            let (first, other) = if honest_first { (2, 1) } else { (1, 2) };
+            let p = f.next_request(first, now).unwrap();
+            assert_eq!(f.next_request(other, now), None, "one source per attempt");
+            let data = if honest_first {
+                piece_of(&info, p)
+            } else {
+                lie(p)
+            };
+            assert_eq!(f.on_data(first, p, size, data), Ok(Outcome::Stored));
             if honest_first {
                 let out = serve_all(&mut f, 2, size, |p| piece_of(&info, p));
-                assert_eq!(f.next_request(1, now), None);
                 assert_eq!(
                     out,
                     Outcome::Done {
@@ -520,7 +534,6 @@ mod tests {
                 );
             } else {
                 let out = serve_all(&mut f, 1, size, lie);
-                assert_eq!(f.next_request(2, now), None, "one source per attempt");
                 assert_eq!(out, Outcome::HashFailed { banned: vec![1] });
                 let out = serve_all(&mut f, 2, size, |p| piece_of(&info, p));
                 assert_eq!(
