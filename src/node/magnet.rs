@@ -68,7 +68,12 @@ pub fn run_magnet(
         });
     let services = Services::start(config, mode != DiscoveryMode::Tracker)?;
     let result = match fetch_or_load(config, &magnet, mode, &services, &shutdown) {
-        Ok(Some(meta)) => run_in_session(config, meta, &services.shared, shutdown),
+        Ok(Some(meta)) => {
+            // The link's peers are the download's direct peers too.
+            let mut config = config.clone();
+            config.direct_peers.extend(magnet.peers.iter().cloned());
+            run_in_session(&config, meta, &services.shared, shutdown)
+        }
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };
@@ -487,16 +492,12 @@ fn handle(
     events: &Sender<ConnEvent>,
 ) -> Result<bool, FetchError> {
     match msg {
-        Message::ExtendedHandshake(hs) => {
-            if their_id.is_none() {
-                let added =
-                    shared
-                        .fetch
-                        .lock()
-                        .add_peer(key, hs.ut_metadata.is_some(), hs.metadata_size);
-                added?;
-                *their_id = hs.ut_metadata;
-            }
+        // A second handshake (BEP 10 allows updates) changes nothing here.
+        Message::ExtendedHandshake(hs) if their_id.is_none() => {
+            let speaks = hs.ut_metadata.is_some();
+            let added = shared.fetch.lock().add_peer(key, speaks, hs.metadata_size);
+            added?;
+            *their_id = hs.ut_metadata;
         }
         Message::Metadata { msg, .. } => match msg {
             MetadataMessage::Data {
@@ -556,7 +557,7 @@ mod tests {
             ("pieces", Value::Bytes(vec![1; 20])),
         ]));
         let from_info = Metainfo::from_info_dict(&info, &[]).unwrap();
-        let trackers = vec!["http://t/a".to_string(), "udp://u:1".into()];
+        let trackers = ["http://t/a".to_string(), "udp://u:1".into()];
         for t in [&trackers[..], &[]] {
             let bytes = torrent_file_bytes(&info, t);
             let meta = Metainfo::from_bytes(&bytes).unwrap();
