@@ -114,6 +114,8 @@ impl Magnet {
                             cut -= 1;
                         }
                         value.truncate(cut);
+                        // What is kept reads back the same.
+                        value.truncate(value.trim_end().len());
                     }
                     if !value.is_empty() {
                         name = Some(value);
