@@ -116,6 +116,9 @@ fn a_leecher_finds_the_seeder_through_the_links_tracker() {
         &["--discovery-mode", "tracker", "--announce-interval", "2"],
     );
     assert_downloaded(&leecher, &s, &dir);
+    if std::env::var("MAGNET_DEBUG").is_ok() {
+        eprintln!("{}", leecher.log());
+    }
 }
 
 /// How a fake metadata peer misbehaves.

@@ -397,6 +397,28 @@ mod tests {
         assert!(name.len() <= MAX_DISPLAY_NAME && name.starts_with('é'));
     }
 
+    proptest::proptest! {
+        /// Whatever parses prints back to a link that parses the same.
+        #[test]
+        fn parsed_links_round_trip(rest in "[a-zA-Z0-9.=&%+:/\\[\\] _~-]{0,120}") {
+            let uri = format!("magnet:?xt=urn:btih:{HEX}&{rest}");
+            if let Ok(m) = Magnet::parse(&uri) {
+                proptest::prop_assert_eq!(Magnet::parse(&m.to_uri()), Ok(m));
+            }
+        }
+
+        #[test]
+        fn printed_links_parse_back(name in "\\PC{1,40}", tracker in "[a-z0-9./:?=&%]{1,40}") {
+            let m = Magnet {
+                info_hash: InfoHash([7; 20]),
+                name: Some(name.trim().to_string()).filter(|n| !n.is_empty()),
+                trackers: vec![format!("http://{}", tracker.trim())],
+                peers: vec!["[::1]:9".into()],
+            };
+            proptest::prop_assert_eq!(Magnet::parse(&m.to_uri()), Ok(m));
+        }
+    }
+
     #[test]
     fn base32_is_exact() {
         assert_eq!(base32_decode(&"A".repeat(32)), Some([0; 20]));

@@ -41,7 +41,10 @@ const EXTENDED_HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
 /// Largest frame read while fetching: a bitfield of a million pieces fits.
 const FETCH_FRAME_LIMIT: u32 = 1 << 20;
 const OVERLAY_LOOKUP_EVERY: Duration = Duration::from_secs(2);
-const TRACKER_EVERY: Duration = Duration::from_secs(15);
+/// Tracker rounds while fetching: soon after start (the seeder may announce
+/// a moment after us), then doubling up to the last.
+const TRACKER_FIRST_WAIT: Duration = Duration::from_secs(2);
+const TRACKER_LONGEST_WAIT: Duration = Duration::from_secs(30);
 const TRACKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the verified metainfo of `info_hash` is saved: the data folder,
@@ -326,8 +329,9 @@ fn show_fetching(
     }
 }
 
-/// Announces to every tracker of the link every [`TRACKER_EVERY`] until
-/// the fetch stops, sending the peers found.
+/// Announces to every tracker of the link, [`TRACKER_FIRST_WAIT`] apart
+/// and doubling up to [`TRACKER_LONGEST_WAIT`], until the fetch stops,
+/// sending the peers found.
 fn start_trackers(
     urls: Vec<String>,
     info_hash: InfoHash,
@@ -340,9 +344,11 @@ fn start_trackers(
         .name("metadata-trackers".into())
         .spawn(move || {
             let mut due = Instant::now();
+            let mut wait = TRACKER_FIRST_WAIT;
             while !shared.stop.load(Ordering::Relaxed) {
                 if Instant::now() >= due {
-                    due = Instant::now() + TRACKER_EVERY;
+                    due = Instant::now() + wait;
+                    wait = (wait * 2).min(TRACKER_LONGEST_WAIT);
                     for url in &urls {
                         let req = AnnounceRequest {
                             info_hash,
