@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use btnode::core::bencode::{self, Value};
-use btnode::core::{InfoHash, PeerId};
+use btnode::core::{InfoHash, Magnet, PeerId};
+use btnode::wire::metadata::MetadataMessage;
 use btnode::wire::peer::{ExtendedHandshake, Handshake, Message};
 use btnode::wire::pex::PexMessage;
 use btnode::wire::udp_tracker;
@@ -135,9 +136,37 @@ fn main() {
         client: Some("btnode".into()),
         listen_port: Some(6881),
         ut_pex: Some(1),
+        ut_metadata: Some(2),
+        metadata_size: Some(20_000),
         ..Default::default()
     };
     write(&out, "peer_extended", "ours", &ext.encode());
+    // BEP 9: ut_metadata payloads and magnet links.
+    let metadata = [
+        MetadataMessage::Request { piece: 1 },
+        MetadataMessage::Data {
+            piece: 1,
+            total_size: 20_000,
+            data: vec![7; 20_000 - 16_384],
+        },
+        MetadataMessage::Reject { piece: 2 },
+    ];
+    for (i, m) in metadata.iter().enumerate() {
+        write(&out, "ut_metadata", &format!("msg{i}"), &m.encode());
+    }
+    let link = Magnet {
+        info_hash: InfoHash([0xab; 20]),
+        name: Some("a b.bin".into()),
+        trackers: vec!["udp://t.example:6969".into(), "http://t/announce".into()],
+        peers: vec!["10.0.0.1:6881".into(), "[::1]:7000".into()],
+    };
+    write(&out, "magnet", "hex", link.to_uri().as_bytes());
+    write(
+        &out,
+        "magnet",
+        "base32",
+        b"magnet:?xt=urn:btih:YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK&dn=x+y&x.pe=h:1",
+    );
     let addrs: Vec<SocketAddr> = vec![
         "10.0.0.1:6881".parse().unwrap(),
         "[::1]:7000".parse().unwrap(),
@@ -176,6 +205,10 @@ fn main() {
         Message::Extended {
             ext_id: 1,
             payload: pex.encode(),
+        },
+        Message::Metadata {
+            ext_id: 2,
+            msg: MetadataMessage::Request { piece: 0 },
         },
     ];
     let mut stream = Vec::new();

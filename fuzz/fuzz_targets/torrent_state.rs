@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
     let total_length = (num_pieces as u64 - 1) * piece_length + tail;
     let layout = PieceGeometry::new(total_length, piece_length).expect("geometry");
     let mut st = TorrentState::new(layout, PeerId([1; 20]), 4, 7);
+    // Some metadata to serve (BEP 9): two pieces, the last one short.
+    st.metadata = Some(vec![b'x'; 20_000].into());
     let mut ready = Vec::new();
     let addr: SocketAddr = "127.0.0.2:6881".parse().expect("address");
     let key = st.register(addr, PeerId([2; 20]), true, data[3] & 1 == 1, || {});

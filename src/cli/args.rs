@@ -37,7 +37,7 @@ pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60);
 /// tracker, or both. Without a subcommand it downloads and seeds `-t FILE`
 /// into `-d DIR` (or runs an overlay-only node when only `-b` is given).
 pub struct Cli {
-    /// the .torrent file to download and seed (env BTNODE_TORRENT)
+    /// the .torrent file to download and seed, or a magnet: link (env BTNODE_TORRENT)
     #[argh(option, short = 't')]
     pub torrent: Option<PathBuf>,
     /// data directory: where the torrent's files live (default ".", env BTNODE_DATA_DIR)

@@ -48,6 +48,7 @@ pub fn run_create(args: &CreateArgs) -> Result<(), CliError> {
     std::fs::write(&args.output, &bytes)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", args.output.display())))?;
     println!("{}", meta.info_hash);
+    println!("{}", crate::core::Magnet::of_metainfo(&meta).to_uri());
     Ok(())
 }
 

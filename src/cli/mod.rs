@@ -144,6 +144,11 @@ pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
                 .into(),
         ));
     }
+    if let Some(link) = cli.torrent.as_deref().and_then(|t| t.to_str()) {
+        if crate::core::Magnet::is_magnet(link) {
+            crate::core::Magnet::parse(link).map_err(|e| CliError::Usage(format!("-t: {e}")))?;
+        }
+    }
     flags_config(cli)
 }
 

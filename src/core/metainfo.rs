@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
@@ -97,6 +98,9 @@ pub struct Metainfo {
     pub creation_date: Option<i64>,
     /// True for a torrent with a `files` list, even of one file.
     pub multi_file: bool,
+    /// The bencoded `info` dictionary, byte for byte as hashed: what is
+    /// served to peers that came with a magnet link (BEP 9). Cheap to clone.
+    pub info_bytes: Arc<[u8]>,
 }
 
 impl Metainfo {
@@ -114,10 +118,48 @@ impl Metainfo {
             ));
         }
         let info = root.get("info").ok_or(MetainfoError::Field("info"))?;
+        let text = |k: &str| root.get(k).and_then(|n| n.as_str()).map(str::to_string);
+        let mut meta = Metainfo::from_info(info, &bytes[info.span()], parse_trackers(root))?;
+        meta.comment = text("comment");
+        meta.created_by = text("created by");
+        meta.creation_date = root.get("creation date").and_then(|n| n.as_int());
+        Ok(meta)
+    }
+
+    /// A torrent from its info dictionary alone (fetched from peers for a
+    /// magnet link) and the link's trackers, one tier each, kept within
+    /// the bounds of [`Metainfo::trackers`]. Validated exactly as a
+    /// `.torrent` is; that `info` hashes to the expected info-hash is the
+    /// caller's check. Nothing may follow the dictionary.
+    pub fn from_info_dict(info: &[u8], trackers: &[String]) -> Result<Metainfo, MetainfoError> {
+        if info.len() as u64 > MAX_TORRENT_FILE {
+            return Err(MetainfoError::TooLarge(info.len() as u64));
+        }
+        let doc = bencode::Doc::parse(info)?;
+        let mut tiers: Vec<Vec<String>> = Vec::new();
+        for url in trackers.iter().map(|u| u.trim()) {
+            let known = tiers.iter().flatten().any(|u| u == url);
+            if url.is_empty() || url.len() > MAX_TRACKER_URL || known {
+                continue;
+            }
+            if tiers.len() == MAX_TRACKER_TIERS.min(MAX_TRACKERS) {
+                break;
+            }
+            tiers.push(vec![url.to_string()]);
+        }
+        Metainfo::from_info(doc.root(), info, tiers)
+    }
+
+    /// Every check on the `info` dictionary `info`, whose bytes are `info_bytes`.
+    fn from_info(
+        info: Node<'_>,
+        info_bytes: &[u8],
+        trackers: Vec<Vec<String>>,
+    ) -> Result<Metainfo, MetainfoError> {
         if info.entries().is_none() {
             return Err(MetainfoError::Field("info"));
         }
-        let info_hash = InfoHash(Sha1::digest(&bytes[info.span()]).into());
+        let info_hash = InfoHash(Sha1::digest(info_bytes).into());
 
         let piece_length = info
             .get("piece length")
@@ -188,8 +230,6 @@ impl Metainfo {
             .map(|c| c.try_into().expect("chunks of 20"))
             .collect();
 
-        let trackers = parse_trackers(root);
-        let text = |k: &str| root.get(k).and_then(|n| n.as_str()).map(str::to_string);
         Ok(Metainfo {
             info_hash,
             name,
@@ -199,10 +239,11 @@ impl Metainfo {
             total_length,
             trackers,
             private: info.get("private").and_then(|n| n.as_int()) == Some(1),
-            comment: text("comment"),
-            created_by: text("created by"),
-            creation_date: root.get("creation date").and_then(|n| n.as_int()),
+            comment: None,
+            created_by: None,
+            creation_date: None,
             multi_file,
+            info_bytes: Arc::from(info_bytes),
         })
     }
 
@@ -614,6 +655,42 @@ mod tests {
             Metainfo::from_bytes(&bytes),
             Err(MetainfoError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn from_info_dict_keeps_the_bytes_and_validates_as_a_torrent_does() {
+        let info = bencode::encode(&single("a.bin", 40000, 16384, 3));
+        let bytes = bencode::encode(&Value::dict([
+            ("announce", Value::bytes("http://t/announce")),
+            ("info", single("a.bin", 40000, 16384, 3)),
+        ]));
+        let from_file = Metainfo::from_bytes(&bytes).unwrap();
+        assert_eq!(&from_file.info_bytes[..], &info[..]);
+        let trackers = ["http://t/announce".to_string(), "http://t/announce".into()];
+        let m = Metainfo::from_info_dict(&info, &trackers).unwrap();
+        assert_eq!(m.info_hash, from_file.info_hash);
+        assert_eq!(m.info_hash.0, <[u8; 20]>::from(Sha1::digest(&info)));
+        assert_eq!(m.trackers, [["http://t/announce"]]);
+        assert_eq!(m.files, from_file.files);
+        assert_eq!(&m.info_bytes[..], &info[..]);
+        // The same refusals as a .torrent: unsafe paths, bad counts, junk.
+        let traversal = Value::dict([
+            ("name", Value::bytes("root")),
+            ("piece length", Value::Int(16384)),
+            ("pieces", Value::Bytes(vec![0; 20])),
+            (
+                "files",
+                Value::List(vec![file_at(&["..", "etc", "passwd"], 5)]),
+            ),
+        ]);
+        let err = Metainfo::from_info_dict(&bencode::encode(&traversal), &[]).unwrap_err();
+        assert!(matches!(err, MetainfoError::UnsafePath { .. }), "{err}");
+        let short = bencode::encode(&single("a", 40000, 16384, 2));
+        assert!(Metainfo::from_info_dict(&short, &[]).is_err());
+        let mut trailing = info.clone();
+        trailing.push(b'x');
+        assert!(Metainfo::from_info_dict(&trailing, &[]).is_err());
+        assert!(Metainfo::from_info_dict(b"le", &[]).is_err());
     }
 
     #[test]

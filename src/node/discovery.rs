@@ -128,6 +128,6 @@ impl OverlayDiscovery {
 }
 
 /// Loopback or unspecified: an address that may be our own.
-fn is_own_ip(a: &SocketAddr) -> bool {
+pub(super) fn is_own_ip(a: &SocketAddr) -> bool {
     a.ip().is_loopback() || a.ip().is_unspecified()
 }

@@ -11,6 +11,7 @@ pub mod candidates;
 pub mod config;
 pub mod discovery;
 pub mod limits;
+pub mod magnet;
 pub mod status;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -51,6 +52,10 @@ pub fn run(config: NodeConfig) -> Result<(), NodeError> {
         .map_err(|e| NodeError(format!("cannot install signal handlers: {e}")))?;
     match config.torrent.clone() {
         None => run_overlay_only(&config, shutdown),
+        Some(path) if path.to_str().is_some_and(crate::core::Magnet::is_magnet) => {
+            let link = path.to_str().unwrap_or_default();
+            magnet::run_magnet(&config, link, shutdown)
+        }
         Some(path) => {
             let meta = crate::storage::torrent_file::read(&path)
                 .map_err(|e| NodeError(format!("{}: {e}", path.display())))?;
@@ -237,6 +242,8 @@ pub fn run_in_session(
     state.super_seed = config.super_seed;
     // BEP 27: a private torrent's peers come from its tracker only.
     state.pex_enabled = !meta.private;
+    // BEP 9: the info dictionary for peers that came with a magnet link.
+    state.metadata = (!meta.private).then(|| meta.info_bytes.clone());
 
     // Fast resume: after a clean stop with unchanged files, the recorded
     // pieces are trusted without hashing.

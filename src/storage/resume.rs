@@ -311,6 +311,7 @@ mod tests {
             created_by: None,
             creation_date: None,
             multi_file: true,
+            info_bytes: Vec::new().into(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod choker;
 pub mod eviction;
+pub mod metadata;
 pub mod picker;
 pub mod shares;
 pub mod superseed;

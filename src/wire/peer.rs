@@ -4,10 +4,11 @@
 //! functions.
 //!
 //! Extension messages are decoded here too, so the swarm sees typed values:
-//! id 0 is the extension handshake, and [`OUR_UT_PEX_ID`] (the id our
+//! id 0 is the extension handshake, [`OUR_UT_PEX_ID`] (the id our
 //! handshake asks peers to send `ut_pex` under, a constant on our side) is
-//! peer exchange. Outgoing peer exchange travels under the id the *peer*
-//! gave, carried in [`Message::Pex`]. An extension we do not speak, or a
+//! peer exchange and [`OUR_UT_METADATA_ID`] is metadata exchange (BEP 9).
+//! Outgoing ones travel under the id the *peer* gave, carried in
+//! [`Message::Pex`] and [`Message::Metadata`]. An extension we do not speak, or a
 //! payload that does not decode, stays a raw [`Message::Extended`]: not a
 //! reason to drop the peer.
 //!
@@ -21,6 +22,7 @@ use super::frame::{self, FrameHead, PieceHead, Prefix, PIECE_FIELDS_LEN};
 pub use super::frame::{max_frame_len, piece_header, PIECE_HEADER_LEN};
 use crate::core::bencode::{self, Value};
 use crate::core::{InfoHash, PeerId};
+use crate::wire::metadata::{MetadataMessage, OUR_UT_METADATA_ID};
 use crate::wire::pex::{PexMessage, OUR_UT_PEX_ID};
 
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
@@ -122,16 +124,30 @@ pub struct ExtendedHandshake {
     /// The id the sender wants `ut_pex` (BEP 11) messages sent with; in
     /// our own handshake, the id we read them under.
     pub ut_pex: Option<u8>,
+    /// The id the sender wants `ut_metadata` (BEP 9) messages sent with.
+    pub ut_metadata: Option<u8>,
+    /// The size of the info dictionary the sender can serve. A claim over
+    /// [`crate::wire::metadata::MAX_METADATA_SIZE`] is kept (the fetcher refuses the peer for it);
+    /// a negative one reads as absent.
+    pub metadata_size: Option<u64>,
 }
 
 impl ExtendedHandshake {
     pub fn encode(&self) -> Vec<u8> {
-        let m: Vec<(&str, Value)> = self
-            .ut_pex
-            .map(|id| ("ut_pex", Value::Int(id.into())))
-            .into_iter()
-            .collect();
+        let mut m: Vec<(&str, Value)> = Vec::new();
+        if let Some(id) = self.ut_metadata {
+            m.push(("ut_metadata", Value::Int(id.into())));
+        }
+        if let Some(id) = self.ut_pex {
+            m.push(("ut_pex", Value::Int(id.into())));
+        }
         let mut d = vec![("m", Value::dict(m))];
+        if let Some(size) = self.metadata_size {
+            d.push((
+                "metadata_size",
+                Value::Int(size.min(i64::MAX as u64) as i64),
+            ));
+        }
         if let Some(q) = self.reqq {
             d.push(("reqq", Value::Int(q as i64)));
         }
@@ -163,14 +179,23 @@ impl ExtendedHandshake {
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|&p| p != 0),
             // 0 means "disabled" (BEP 10); ids are one byte.
-            ut_pex: v
-                .get("m")
-                .and_then(|m| m.get("ut_pex"))
+            ut_pex: extension_id(&v, "ut_pex"),
+            ut_metadata: extension_id(&v, "ut_metadata"),
+            metadata_size: v
+                .get("metadata_size")
                 .and_then(Value::as_int)
-                .and_then(|id| u8::try_from(id).ok())
-                .filter(|&id| id != 0),
+                .and_then(|n| u64::try_from(n).ok()),
         })
     }
+}
+
+/// The id a handshake's `m` dict gives `name`: one byte, 0 meaning disabled.
+fn extension_id(hs: &Value, name: &str) -> Option<u8> {
+    hs.get("m")
+        .and_then(|m| m.get(name))
+        .and_then(Value::as_int)
+        .and_then(|id| u8::try_from(id).ok())
+        .filter(|&id| id != 0)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +222,12 @@ pub enum Message {
     Pex {
         ext_id: u8,
         pex: PexMessage,
+    },
+    /// BEP 9 metadata exchange. `ext_id` as for [`Message::Pex`]:
+    /// [`OUR_UT_METADATA_ID`] when received, the peer's when sent.
+    Metadata {
+        ext_id: u8,
+        msg: MetadataMessage,
     },
     /// Any other extension message, or one of the above whose payload did
     /// not decode (ignored, not an error).
@@ -277,6 +308,9 @@ pub fn decode_extended(ext_id: u8, payload: &[u8]) -> Message {
         OUR_UT_PEX_ID => PexMessage::decode(payload)
             .ok()
             .map(|pex| Message::Pex { ext_id, pex }),
+        OUR_UT_METADATA_ID => MetadataMessage::decode(payload)
+            .ok()
+            .map(|msg| Message::Metadata { ext_id, msg }),
         _ => None,
     };
     typed.unwrap_or_else(|| Message::Extended {
@@ -342,6 +376,9 @@ impl Message {
             Message::Port(p) => frame(out, id::PORT, &[&p.to_be_bytes()]),
             Message::ExtendedHandshake(hs) => frame(out, id::EXTENDED, &[&[0], &hs.encode()]),
             Message::Pex { ext_id, pex } => frame(out, id::EXTENDED, &[&[*ext_id], &pex.encode()]),
+            Message::Metadata { ext_id, msg } => {
+                frame(out, id::EXTENDED, &[&[*ext_id], &msg.encode()])
+            }
             Message::Extended { ext_id, payload } => {
                 frame(out, id::EXTENDED, &[&[*ext_id], payload])
             }
@@ -353,6 +390,7 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::metadata::MAX_METADATA_SIZE;
     use proptest::prelude::*;
 
     fn all_messages() -> Vec<Message> {
@@ -382,7 +420,17 @@ mod tests {
                 client: Some("x".into()),
                 listen_port: None,
                 ut_pex: Some(3),
+                ut_metadata: Some(2),
+                metadata_size: Some(31_337),
             }),
+            Message::Metadata {
+                ext_id: OUR_UT_METADATA_ID,
+                msg: MetadataMessage::Data {
+                    piece: 1,
+                    total_size: 16_400,
+                    data: vec![7; 16],
+                },
+            },
             Message::Pex {
                 ext_id: OUR_UT_PEX_ID,
                 pex: PexMessage {
@@ -472,6 +520,7 @@ mod tests {
             client: None,
             listen_port: Some(6881),
             ut_pex: Some(1),
+            ..Default::default()
         };
         assert_eq!(ExtendedHandshake::decode(&hs.encode()), Ok(hs));
         // As libtorrent sends it, with other extensions; 0 disables one.
@@ -490,6 +539,7 @@ mod tests {
             client: Some("btnode".into()),
             listen_port: Some(6881),
             ut_pex: Some(OUR_UT_PEX_ID),
+            ..Default::default()
         };
         let pex = PexMessage {
             added: vec!["10.0.0.1:6881".parse().unwrap()],
@@ -541,6 +591,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn extension_handshake_carries_ut_metadata_and_its_size() {
+        let hs = ExtendedHandshake {
+            ut_metadata: Some(OUR_UT_METADATA_ID),
+            metadata_size: Some(40_000),
+            ut_pex: Some(1),
+            ..Default::default()
+        };
+        let bytes = hs.encode();
+        assert_eq!(
+            bytes,
+            b"d1:md11:ut_metadatai2e6:ut_pexi1ee13:metadata_sizei40000ee"
+        );
+        assert_eq!(ExtendedHandshake::decode(&bytes), Ok(hs));
+        // As libtorrent sends it; a hostile size is kept for the fetcher
+        // to refuse, a negative one dropped.
+        let theirs = b"d1:md11:ut_metadatai3ee13:metadata_sizei1073741824ee";
+        let hs = ExtendedHandshake::decode(theirs).unwrap();
+        assert_eq!(hs.ut_metadata, Some(3));
+        assert_eq!(hs.metadata_size, Some(1 << 30));
+        assert!(hs.metadata_size.unwrap() > MAX_METADATA_SIZE);
+        let negative = b"d1:md11:ut_metadatai3ee13:metadata_sizei-5ee";
+        assert_eq!(
+            ExtendedHandshake::decode(negative).unwrap().metadata_size,
+            None
+        );
+    }
+
+    #[test]
+    fn metadata_messages_are_typed_under_our_id_only() {
+        let msg = MetadataMessage::Request { piece: 4 };
+        let mut frame = Vec::new();
+        Message::Metadata {
+            ext_id: 9,
+            msg: msg.clone(),
+        }
+        .encode(&mut frame);
+        // [len][20][ext id 9][dict]
+        assert_eq!(&frame[4..6], &[id::EXTENDED, 9]);
+        assert_eq!(&frame[6..], &msg.encode()[..]);
+        assert_eq!(
+            decode_extended(OUR_UT_METADATA_ID, &msg.encode()),
+            Message::Metadata {
+                ext_id: OUR_UT_METADATA_ID,
+                msg: msg.clone()
+            }
+        );
+        assert!(matches!(
+            decode_extended(9, &msg.encode()),
+            Message::Extended { ext_id: 9, .. }
+        ));
+        assert!(matches!(
+            decode_extended(OUR_UT_METADATA_ID, b"d8:msg_typei7e5:piecei0ee"),
+            Message::Extended { .. }
+        ));
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
@@ -548,6 +655,7 @@ mod tests {
             if !bytes.is_empty() {
                 let _ = decode_body(bytes[0], &bytes[1..]);
                 let _ = ExtendedHandshake::decode(&bytes);
+                let _ = MetadataMessage::decode(&bytes);
             }
         }
     }

@@ -86,8 +86,21 @@ pub fn tree_hashes(root: &Path) -> Vec<(String, String)> {
     out
 }
 
-/// `btnode create` → the .torrent path and the info-hash it printed.
+/// `btnode create` → the info-hash it printed (its first line).
 pub fn create_torrent(content: &Path, out: &Path, extra: &[&str]) -> String {
+    let printed = create_printed(content, out, extra);
+    printed.lines().next().unwrap_or_default().to_string()
+}
+
+/// `btnode create` → the magnet link it printed (its second line).
+pub fn create_magnet(content: &Path, out: &Path, extra: &[&str]) -> String {
+    let printed = create_printed(content, out, extra);
+    let link = printed.lines().nth(1).unwrap_or_default().to_string();
+    assert!(link.starts_with("magnet:?xt=urn:btih:"), "{printed}");
+    link
+}
+
+fn create_printed(content: &Path, out: &Path, extra: &[&str]) -> String {
     let o = Command::new(bin())
         .arg("create")
         .arg("-o")

@@ -1,9 +1,11 @@
 //! The extension protocol's bookkeeping (BEP 10 handshake, BEP 11 peer
-//! exchange): what our handshake offers, what a peer's told us (its request
-//! limit, client, listening port, `ut_pex` id), which addresses each peer
-//! was told are connected, and the addresses peers told us about, drained
-//! by the node into its candidates. Messages arrive and leave typed (see
-//! `wire::peer`); nothing here encodes or decodes.
+//! exchange, BEP 9 metadata): what our handshake offers, what a peer's told
+//! us (its request limit, client, listening port, `ut_pex` and
+//! `ut_metadata` ids), which addresses each peer was told are connected,
+//! the addresses peers told us about, drained by the node into its
+//! candidates, and the info dictionary served in pieces to peers that came
+//! with a magnet link. Messages arrive and leave typed (see `wire::peer`);
+//! nothing here encodes or decodes.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::{DropReason, TorrentState, OUR_REQQ};
 use crate::swarm::picker::PeerKey;
+use crate::wire::metadata::{self, MetadataMessage, METADATA_PIECE_LEN};
 use crate::wire::peer::{ExtendedHandshake, Message};
 use crate::wire::pex;
 
@@ -20,6 +23,11 @@ pub const PEX_INTERVAL: Duration = Duration::from_secs(60);
 pub const PEX_MIN_GAP: Duration = Duration::from_secs(45);
 /// Most learned addresses held for the node between two of its ticks.
 const MAX_PEX_LEARNED: usize = 500;
+/// Metadata pieces one peer is sent per second (512 KiB/s); requests past
+/// it are rejected, so asking in a loop cannot make us send unbounded data.
+/// A whole real info dictionary (tens to hundreds of KiB) fits in one second.
+pub const METADATA_PIECES_PER_SEC: u32 = 32;
+const METADATA_WINDOW: Duration = Duration::from_secs(1);
 
 impl TorrentState {
     /// Addresses learned through peer exchange since the last call.
@@ -38,6 +46,8 @@ impl TorrentState {
             client: Some(format!("btnode {}", env!("CARGO_PKG_VERSION"))),
             listen_port: Some(self.listen_port).filter(|&p| p != 0),
             ut_pex: self.pex_enabled.then_some(pex::OUR_UT_PEX_ID),
+            ut_metadata: self.metadata.as_ref().map(|_| metadata::OUR_UT_METADATA_ID),
+            metadata_size: self.metadata.as_ref().map(|m| m.len() as u64),
         }
     }
 
@@ -63,6 +73,7 @@ impl TorrentState {
             peer.pex_due = Some(Instant::now());
         }
         peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
+        peer.ut_metadata = hs.ut_metadata;
         Ok(())
     }
 
@@ -70,6 +81,7 @@ impl TorrentState {
     pub(super) fn on_extension(&mut self, key: PeerKey, msg: Message) -> Result<(), DropReason> {
         match msg {
             Message::Pex { pex, .. } if self.pex_enabled => self.on_pex(key, Some(pex)),
+            Message::Metadata { msg, .. } => self.on_metadata(key, msg, Instant::now()),
             // A `ut_pex` message that did not decode still counts as the
             // peer's exchange (see `on_pex`).
             Message::Extended { ext_id, .. }
@@ -81,6 +93,53 @@ impl TorrentState {
             // exchange on a private torrent are ignored.
             _ => Ok(()),
         }
+    }
+
+    /// A peer's `ut_metadata` message: a request is answered with the piece
+    /// (under the peer's id), or a reject for a piece past the end, when we
+    /// offer no metadata, or past the peer's budget. Data and rejects are
+    /// not for us (we have the metadata) and are ignored.
+    fn on_metadata(
+        &mut self,
+        key: PeerKey,
+        msg: MetadataMessage,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        let MetadataMessage::Request { piece } = msg else {
+            return Ok(());
+        };
+        let info = self.metadata.clone();
+        let peer = self.peer_mut(key)?;
+        let Some(id) = peer.ut_metadata else {
+            // It gave no id to answer under.
+            return Ok(());
+        };
+        let (since, served) = &mut peer.metadata_served;
+        if now.duration_since(*since) >= METADATA_WINDOW {
+            *since = now;
+            *served = 0;
+        }
+        let reply = match info {
+            Some(info)
+                if piece < metadata::piece_count(info.len() as u64)
+                    && *served < METADATA_PIECES_PER_SEC =>
+            {
+                *served += 1;
+                let start = piece as usize * METADATA_PIECE_LEN;
+                let len = metadata::piece_len(info.len() as u64, piece);
+                MetadataMessage::Data {
+                    piece,
+                    total_size: info.len() as u64,
+                    data: info[start..start + len].to_vec(),
+                }
+            }
+            _ => MetadataMessage::Reject { piece },
+        };
+        peer.send(Message::Metadata {
+            ext_id: id,
+            msg: reply,
+        });
+        Ok(())
     }
 
     fn on_pex(&mut self, key: PeerKey, msg: Option<pex::PexMessage>) -> Result<(), DropReason> {
@@ -237,6 +296,115 @@ mod tests {
             payload: b"garbage".to_vec(),
         };
         assert!(s.on_message(c, junk).is_ok());
+    }
+
+    fn metadata_replies(s: &mut TorrentState, key: PeerKey) -> Vec<MetadataMessage> {
+        s.take_outgoing(key, 0, 0)
+            .messages
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Metadata { ext_id: 9, msg } => Some(msg),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metadata_is_advertised_and_served_in_pieces_within_a_budget() {
+        let mut s = state(4, BLOCK_SIZE as u64);
+        let info: Vec<u8> = (0..METADATA_PIECE_LEN * 2 + 100)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        s.metadata = Some(info.clone().into());
+        let (wtx, _wrx) = waker();
+        let addr = SocketAddr::from(([127, 0, 0, 3], 5));
+        let key = s.register(addr, PeerId([3; 20]), true, true, wtx);
+        let ours = s.take_outgoing(key, 0, 0).messages;
+        let Some(Message::ExtendedHandshake(hs)) = ours.first() else {
+            panic!("no extension handshake: {ours:?}");
+        };
+        assert_eq!(hs.ut_metadata, Some(metadata::OUR_UT_METADATA_ID));
+        assert_eq!(hs.metadata_size, Some(info.len() as u64));
+        let theirs = ExtendedHandshake {
+            ut_metadata: Some(9),
+            ..Default::default()
+        };
+        s.on_message(key, Message::ExtendedHandshake(theirs))
+            .unwrap();
+        let ask = |piece| Message::Metadata {
+            ext_id: metadata::OUR_UT_METADATA_ID,
+            msg: MetadataMessage::Request { piece },
+        };
+        for piece in [0, 2, 3] {
+            s.on_message(key, ask(piece)).unwrap();
+        }
+        let replies = metadata_replies(&mut s, key);
+        assert_eq!(
+            replies,
+            vec![
+                MetadataMessage::Data {
+                    piece: 0,
+                    total_size: info.len() as u64,
+                    data: info[..METADATA_PIECE_LEN].to_vec()
+                },
+                MetadataMessage::Data {
+                    piece: 2,
+                    total_size: info.len() as u64,
+                    data: info[2 * METADATA_PIECE_LEN..].to_vec()
+                },
+                MetadataMessage::Reject { piece: 3 },
+            ]
+        );
+        // A peer asking in a loop gets rejects past its budget, then more
+        // once the window has passed.
+        let now = Instant::now();
+        let mut data = 0;
+        for _ in 0..METADATA_PIECES_PER_SEC * 3 {
+            s.on_metadata(key, MetadataMessage::Request { piece: 1 }, now)
+                .unwrap();
+        }
+        for m in metadata_replies(&mut s, key) {
+            data += matches!(m, MetadataMessage::Data { .. }) as u32;
+        }
+        assert!(data <= METADATA_PIECES_PER_SEC, "{data} pieces in a second");
+        s.on_metadata(
+            key,
+            MetadataMessage::Request { piece: 1 },
+            now + METADATA_WINDOW,
+        )
+        .unwrap();
+        assert!(matches!(
+            metadata_replies(&mut s, key)[..],
+            [MetadataMessage::Data { piece: 1, .. }]
+        ));
+    }
+
+    #[test]
+    fn without_metadata_requests_are_rejected_and_nothing_is_advertised() {
+        let mut s = state(4, BLOCK_SIZE as u64);
+        let addr = SocketAddr::from(([127, 0, 0, 3], 5));
+        let (wtx, _wrx) = waker();
+        let key = s.register(addr, PeerId([3; 20]), true, true, wtx);
+        let ours = s.take_outgoing(key, 0, 0).messages;
+        let Some(Message::ExtendedHandshake(hs)) = ours.first() else {
+            panic!("no extension handshake: {ours:?}");
+        };
+        assert_eq!((hs.ut_metadata, hs.metadata_size), (None, None));
+        let theirs = ExtendedHandshake {
+            ut_metadata: Some(9),
+            ..Default::default()
+        };
+        s.on_message(key, Message::ExtendedHandshake(theirs))
+            .unwrap();
+        let ask = Message::Metadata {
+            ext_id: metadata::OUR_UT_METADATA_ID,
+            msg: MetadataMessage::Request { piece: 0 },
+        };
+        s.on_message(key, ask).unwrap();
+        assert_eq!(
+            metadata_replies(&mut s, key),
+            vec![MetadataMessage::Reject { piece: 0 }]
+        );
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub struct TorrentState {
     /// time instead of the whole bitfield (`swarm::superseed`).
     pub super_seed: bool,
     super_seeding: Option<SuperSeeding>,
+    /// The bencoded info dictionary, served to peers that ask (BEP 9);
+    /// `None`: not offered (a private torrent's stays with its `.torrent`).
+    /// Set before the first peer registers: our handshake advertises it.
+    pub metadata: Option<std::sync::Arc<[u8]>>,
 }
 
 impl TorrentState {
@@ -166,6 +170,7 @@ impl TorrentState {
             pex_learned: Vec::new(),
             super_seed: false,
             super_seeding: None,
+            metadata: None,
         }
     }
 
@@ -425,7 +430,9 @@ impl TorrentState {
                 return Err(DropReason::Protocol("piece data must be streamed"));
             }
             Message::ExtendedHandshake(hs) => self.on_extended_handshake(key, hs)?,
-            m @ (Message::Pex { .. } | Message::Extended { .. }) => self.on_extension(key, m)?,
+            m @ (Message::Pex { .. } | Message::Metadata { .. } | Message::Extended { .. }) => {
+                self.on_extension(key, m)?
+            }
         }
         Ok(())
     }

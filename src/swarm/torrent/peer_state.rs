@@ -86,6 +86,11 @@ pub struct PeerState {
     pub(super) pex_told: HashSet<SocketAddr>,
     pub(super) pex_due: Option<Instant>,
     pub(super) pex_heard: Option<Instant>,
+    /// The peer's id for `ut_metadata`, if it speaks metadata exchange.
+    pub(super) ut_metadata: Option<u8>,
+    /// Metadata pieces served in the current one-second window, and when
+    /// it began (the per-peer budget of `exchange`).
+    pub(super) metadata_served: (Instant, u32),
     /// Pieces this peer delivered blocks of that await their hash verdict.
     pub(super) unsettled: HashSet<u32>,
     pub(super) connected_at: Instant,
@@ -127,6 +132,8 @@ impl PeerState {
             pex_told: HashSet::new(),
             pex_due: None,
             pex_heard: None,
+            ut_metadata: None,
+            metadata_served: (Instant::now(), 0),
             unsettled: HashSet::new(),
             connected_at: Instant::now(),
             last_data: None,
