@@ -397,3 +397,87 @@ fn the_upload_limit_is_shared_between_torrents_and_announces_are_counted() {
     );
     assert!(counter("btnode_tracker_announces") >= failed);
 }
+
+/// `btnode add 'magnet:?…'`: the daemon lists the link's name while it
+/// fetches the metadata from the peer the link names (`x.pe`), then
+/// downloads; the metadata is kept in the state directory, so after a
+/// restart the torrent is back as a torrent, not re-hashed. A malformed
+/// link is refused with 400; a paused one waits, named by its `dn`.
+#[test]
+fn a_magnet_link_added_to_the_daemon_fetches_its_metadata_and_survives_a_restart() {
+    let tmp = tempdir();
+    let (src, torrent) = content(tmp.path(), "mag.bin", 3 << 20, "65536");
+    let seeder = Daemon::start(
+        &tmp.path().join("seeder-state"),
+        &tmp.path().join("seed"),
+        &["-t", torrent.to_str().unwrap()],
+    );
+    assert!(
+        wait_until(LONG, || seeder.list().iter().all(|t| t.state == "seeding")),
+        "the seeder never seeded"
+    );
+    let hash = seeder.list()[0].info_hash.clone();
+    let root = tmp.path().join("leech");
+    let state = tmp.path().join("leech-state");
+    // No --peer: the link alone says where the metadata is.
+    let mut leecher = Daemon::start(&state, &root, &["--discovery-mode", "tracker"]);
+    let (status, body) = leecher.call(
+        "POST",
+        "/api/v1/torrents",
+        Some(b"magnet:?xt=urn:btih:nothex"),
+    );
+    assert_eq!(status, 400, "a malformed link: {body}");
+    let other = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=later.iso";
+    let (status, body) = leecher.call("POST", "/api/v1/torrents?paused=1", Some(other.as_bytes()));
+    assert_eq!(status, 201, "{body}");
+    let waiting = leecher.torrent("0123456789abcdef0123456789abcdef01234567");
+    assert_eq!(
+        (waiting.name.as_str(), waiting.state.as_str()),
+        ("later.iso", "paused")
+    );
+
+    let link = format!(
+        "magnet:?xt=urn:btih:{hash}&dn=mag.bin&x.pe={}",
+        seeder.peer_addr()
+    );
+    let api = leecher.api.trim_start_matches("http://").to_string();
+    let out = std::process::Command::new(bin())
+        .args(["add", &link, "--api", &api, "--state"])
+        .arg(&state)
+        .env_remove("BTNODE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hash);
+    assert!(
+        leecher.wait_complete(&hash, LONG),
+        "{:?}\n{}",
+        leecher.list(),
+        leecher.log()
+    );
+    assert_eq!(sha256(&root.join("mag.bin")), sha256(&src));
+    let listed = leecher.torrent(&hash);
+    assert_eq!((listed.name.as_str(), listed.size), ("mag.bin", 3 << 20));
+    let kept = state.join("torrents").join(&hash).join("metainfo.torrent");
+    let kept = btnode::storage::torrent_file::read(&kept).expect("the fetched metadata is kept");
+    assert_eq!(kept.info_hash.to_hex(), hash);
+
+    assert_eq!(leecher.sigterm_and_wait(), Some(0), "{}", leecher.log());
+    leecher = Daemon::start(&state, &root, &["--discovery-mode", "tracker"]);
+    assert!(leecher.wait_complete(&hash, LONG));
+    assert_eq!(
+        leecher.torrent(&hash).pieces_checked_at_start,
+        0,
+        "not re-hashed"
+    );
+    assert_eq!(
+        leecher
+            .torrent("0123456789abcdef0123456789abcdef01234567")
+            .state,
+        "paused"
+    );
+}

@@ -14,6 +14,7 @@ use argh::FromArgs;
 use super::CliError;
 use crate::api::client::{find_token, ApiClient, ClientError};
 use crate::api::{SessionInfo, TorrentSummary};
+use crate::core::Magnet;
 use crate::node::status::human;
 
 use super::args::{DEFAULT_API, ENV_API};
@@ -28,10 +29,10 @@ impl From<ClientError> for CliError {
 }
 
 #[derive(FromArgs, Debug)]
-/// add a .torrent to the running daemon; prints its info-hash
+/// add a .torrent or a magnet link to the running daemon; prints its info-hash
 #[argh(subcommand, name = "add")]
 pub struct AddArgs {
-    /// the .torrent file
+    /// the .torrent file, or a magnet link ('magnet:?xt=urn:btih:…', quoted)
     #[argh(positional)]
     pub file: PathBuf,
     /// data directory relative to the daemon's download root (default: the root)
@@ -147,6 +148,13 @@ fn client(api: Option<&str>, state: Option<&std::path::Path>) -> Result<ApiClien
 
 pub fn run_add(args: &AddArgs) -> Result<(), CliError> {
     let api = client(args.api.as_deref(), args.state.as_deref())?;
+    // A magnet link is sent as it is; the daemon parses it (and says what
+    // is wrong with it).
+    if let Some(link) = args.file.to_str().filter(|t| Magnet::is_magnet(t)) {
+        let hash = api.add(link.as_bytes(), args.dir.as_deref(), args.paused)?;
+        println!("{hash}");
+        return Ok(());
+    }
     let max = crate::api::server::DEFAULT_MAX_BODY as u64;
     // Checked before reading, so a wrong file (an ISO given by mistake) is
     // neither read into memory nor sent to be refused with 413.

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::candidates::Candidates;
 use super::status::{self, Status};
-use super::{resolve_all, run_in_session, DiscoveryMode, NodeConfig, NodeError, Services};
+use super::{resolve_all, run_in_session, DiscoveryMode, NodeConfig, NodeError, Services, Shared};
 use crate::core::bencode::{self, Value};
 use crate::core::{InfoHash, Magnet, Metainfo, PeerId};
 use crate::peer::handshake;
@@ -62,13 +62,7 @@ pub fn run_magnet(
     shutdown: Receiver<()>,
 ) -> Result<(), NodeError> {
     let magnet = Magnet::parse(link).map_err(|e| NodeError(e.to_string()))?;
-    let mode = config
-        .discovery_mode
-        .unwrap_or(if magnet.trackers.is_empty() {
-            DiscoveryMode::Overlay
-        } else {
-            DiscoveryMode::Hybrid
-        });
+    let mode = discovery_mode(config, &magnet);
     let services = Services::start(config, mode != DiscoveryMode::Tracker)?;
     let result = match fetch_or_load(config, &magnet, mode, &services, &shutdown) {
         Ok(Some(meta)) => {
@@ -82,6 +76,21 @@ pub fn run_magnet(
     };
     services.stop();
     result
+}
+
+/// The state a torrent shows while its metadata is fetched.
+pub const FETCHING_STATE: &str = "fetching metadata";
+
+/// As for a torrent: the flag, else the overlay alone for a link without
+/// trackers and both for one with.
+pub fn discovery_mode(config: &NodeConfig, magnet: &Magnet) -> DiscoveryMode {
+    config
+        .discovery_mode
+        .unwrap_or(if magnet.trackers.is_empty() {
+            DiscoveryMode::Overlay
+        } else {
+            DiscoveryMode::Hybrid
+        })
 }
 
 fn fetch_or_load(
@@ -98,7 +107,7 @@ fn fetch_or_load(
             return Ok(Some(meta));
         }
     }
-    let Some(info) = fetch_metadata(config, magnet, mode, services, shutdown)? else {
+    let Some(info) = fetch_metadata(config, magnet, mode, &services.shared, shutdown)? else {
         return Ok(None);
     };
     let meta = Metainfo::from_info_dict(&info, &magnet.trackers).map_err(|e| {
@@ -159,12 +168,14 @@ enum ConnEvent {
     Done(Vec<u8>),
 }
 
-/// Fetches and verifies the info dictionary; `None` on shutdown.
-fn fetch_metadata(
+/// Fetches and verifies the info dictionary on a process's `shared`
+/// services (a daemon's, or those `run_magnet` started); `None` on
+/// shutdown. Its progress goes where a torrent's status goes.
+pub fn fetch_metadata(
     config: &NodeConfig,
     magnet: &Magnet,
     mode: DiscoveryMode,
-    services: &Services,
+    services: &Shared,
     shutdown: &Receiver<()>,
 ) -> Result<Option<Vec<u8>>, NodeError> {
     let shared = Arc::new(FetchShared {
@@ -183,7 +194,7 @@ fn fetch_metadata(
     );
     let (events_tx, events) = crossbeam_channel::unbounded::<ConnEvent>();
     let (addrs_tx, addrs) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
-    let listen_port = services.shared.listen_port;
+    let listen_port = services.listen_port;
     let trackers = (mode != DiscoveryMode::Overlay && !magnet.trackers.is_empty()).then(|| {
         start_trackers(
             magnet.trackers.clone(),
@@ -194,7 +205,7 @@ fn fetch_metadata(
             shared.clone(),
         )
     });
-    let overlay = services.shared.overlay.clone();
+    let overlay = services.overlay.clone();
     let mut candidates = Candidates::default();
     let mut direct = resolve_all(&magnet.peers);
     direct.extend(resolve_all(&config.direct_peers));
@@ -267,7 +278,7 @@ fn fetch_metadata(
                     }
                 }
                 let peers = shared.fetch.lock().num_peers();
-                show_fetching(config, &name, magnet.info_hash, listen_port, overlay.as_ref().map(|o| o.local_addr().port()), peers, ticks);
+                show_fetching(config, &name, magnet.info_hash, services, peers, ticks);
             },
         }
     };
@@ -293,12 +304,11 @@ fn show_fetching(
     config: &NodeConfig,
     name: &str,
     info_hash: InfoHash,
-    peer_port: u16,
-    overlay_port: Option<u16>,
+    services: &Shared,
     peers: usize,
     ticks: u64,
 ) {
-    let line = format!("fetching metadata ({peers} peers)");
+    let line = format!("{FETCHING_STATE} ({peers} peers)");
     if config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let mut err = std::io::stderr();
         let _ = write!(err, "\r{line}\x1b[K");
@@ -306,13 +316,13 @@ fn show_fetching(
     } else if ticks % 5 == 1 {
         log::info!("{name} {line}");
     }
-    if let Some(path) = &config.status_file {
+    if config.status_file.is_some() || services.publish.is_some() {
         let st = Status {
             info_hash: info_hash.to_hex(),
             name: name.to_string(),
-            state: "fetching metadata",
-            peer_port,
-            overlay_port,
+            state: FETCHING_STATE,
+            peer_port: services.listen_port,
+            overlay_port: services.overlay.as_ref().map(|o| o.local_addr().port()),
             pieces_total: 0,
             pieces_have: 0,
             complete: false,
@@ -325,7 +335,12 @@ fn show_fetching(
             known_peers: peers,
             piece_map: String::new(),
         };
-        status::write_status(path, &st);
+        if let Some(path) = &config.status_file {
+            status::write_status(path, &st);
+        }
+        if let Some(publish) = &services.publish {
+            publish(&st);
+        }
     }
 }
 

@@ -5,14 +5,18 @@
 //! STATE/                       mode 0700 when created here
 //!   torrents/
 //!     <info_hash_hex>/         40 lowercase hex characters
-//!       metainfo.torrent       the metainfo bytes exactly as added
+//!       metainfo.torrent       the metainfo bytes exactly as added (or as
+//!                              fetched for a magnet link: the verified info
+//!                              dictionary and the link's trackers)
+//!       magnet.txt             a torrent added by magnet link, until its
+//!                              metadata is fetched (then metainfo wins)
 //!       settings.json          TorrentSettings
 //!       resume.json            storage::resume::ResumeData
 //! ```
 //!
 //! Every file is replaced atomically (`storage::resume::write_atomic`).
-//! `metainfo.torrent` is written last when a torrent is saved, so its
-//! presence means the entry is complete; removal renames the folder away
+//! `metainfo.torrent` (or `magnet.txt`) is written last when a torrent is
+//! saved, so its presence means the entry is complete; removal renames the folder away
 //! first (`<hex>.removing`), so a crash in either leaves no half entry that
 //! [`StateDir::list`] would load. A broken entry is skipped and logged:
 //! one bad folder must not keep the daemon from starting.
@@ -28,11 +32,14 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::metainfo::MAX_TORRENT_FILE;
-use crate::core::{InfoHash, Metainfo};
+use crate::core::{InfoHash, Magnet, Metainfo};
 use crate::storage::resume::write_atomic;
 
 pub const TORRENTS_DIR: &str = "torrents";
 pub const METAINFO_FILE: &str = "metainfo.torrent";
+pub const MAGNET_FILE: &str = "magnet.txt";
+/// A magnet link is short; this is far more than the parser accepts.
+const MAX_MAGNET_FILE: u64 = 64 * 1024;
 pub const SETTINGS_FILE: &str = "settings.json";
 pub const RESUME_FILE: &str = "resume.json";
 /// Suffix of a torrent folder being removed.
@@ -57,10 +64,17 @@ pub struct StoredTorrent {
     pub info_hash: InfoHash,
     /// `info_hash` as 40 lowercase hex characters (the folder's name).
     pub info_hash_hex: String,
-    /// `metainfo_bytes` parsed; its info-hash is `info_hash`.
-    pub metainfo: Metainfo,
-    pub metainfo_bytes: Vec<u8>,
+    pub source: StoredSource,
     pub settings: TorrentSettings,
+}
+
+/// What the daemon knows of a stored torrent.
+#[derive(Clone, Debug)]
+pub enum StoredSource {
+    /// `bytes` parsed; its info-hash is the entry's.
+    Metainfo { metainfo: Metainfo, bytes: Vec<u8> },
+    /// Added by magnet link, metadata not fetched yet.
+    Magnet(Magnet),
 }
 
 /// The state directory (layout in the module doc).
@@ -187,14 +201,49 @@ impl StateDir {
         settings: &TorrentSettings,
     ) -> io::Result<()> {
         let dir = self.torrent_dir(info_hash);
+        // Settings first: the metainfo is what makes the entry count.
+        self.create_entry(info_hash, settings)?;
+        write_atomic(&dir.join(METAINFO_FILE), metainfo_bytes)
+    }
+
+    /// Saves a torrent added by magnet link (its metadata not known yet).
+    pub fn save_magnet(
+        &self,
+        info_hash: &InfoHash,
+        magnet: &Magnet,
+        settings: &TorrentSettings,
+    ) -> io::Result<()> {
+        self.create_entry(info_hash, settings)?;
+        let dir = self.torrent_dir(info_hash);
+        write_atomic(&dir.join(MAGNET_FILE), magnet.to_uri().as_bytes())
+    }
+
+    /// The metainfo fetched for a magnet entry: from now on the entry
+    /// loads as a torrent (the link is removed after).
+    pub fn save_fetched_metainfo(&self, info_hash: &InfoHash, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.torrent_dir(info_hash);
+        if !dir.join(SETTINGS_FILE).is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such torrent in the state directory", dir.display()),
+            ));
+        }
+        write_atomic(&dir.join(METAINFO_FILE), bytes)?;
+        match std::fs::remove_file(dir.join(MAGNET_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The entry's folder and settings (the part written first).
+    fn create_entry(&self, info_hash: &InfoHash, settings: &TorrentSettings) -> io::Result<()> {
+        let dir = self.torrent_dir(info_hash);
         match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => fsync_dir(&self.torrents())?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(at(&dir)(e)),
         }
-        // Settings first: the metainfo is what makes the entry count.
-        write_atomic(&dir.join(SETTINGS_FILE), &encode_settings(settings))?;
-        write_atomic(&dir.join(METAINFO_FILE), metainfo_bytes)
+        write_atomic(&dir.join(SETTINGS_FILE), &encode_settings(settings))
     }
 
     /// Replaces the settings of a saved torrent (NotFound if there is none).
@@ -204,7 +253,7 @@ impl StateDir {
         settings: &TorrentSettings,
     ) -> io::Result<()> {
         let dir = self.torrent_dir(info_hash);
-        if !dir.join(METAINFO_FILE).is_file() {
+        if !dir.join(METAINFO_FILE).is_file() && !dir.join(MAGNET_FILE).is_file() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{}: no such torrent in the state directory", dir.display()),
@@ -252,12 +301,26 @@ fn load_entry(dir: &Path, name: &str) -> Result<StoredTorrent, String> {
     if !kind.is_dir() {
         return Err("not a folder".into());
     }
-    let metainfo_bytes =
-        read_bounded(&dir.join(METAINFO_FILE), MAX_TORRENT_FILE).map_err(|e| e.to_string())?;
-    let metainfo = Metainfo::from_bytes(&metainfo_bytes).map_err(|e| format!("metainfo: {e}"))?;
-    if metainfo.info_hash != info_hash {
-        return Err(format!("metainfo is of torrent {}", metainfo.info_hash));
-    }
+    let source = match read_bounded(&dir.join(METAINFO_FILE), MAX_TORRENT_FILE) {
+        Ok(bytes) => {
+            let metainfo = Metainfo::from_bytes(&bytes).map_err(|e| format!("metainfo: {e}"))?;
+            if metainfo.info_hash != info_hash {
+                return Err(format!("metainfo is of torrent {}", metainfo.info_hash));
+            }
+            StoredSource::Metainfo { metainfo, bytes }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let bytes = read_bounded(&dir.join(MAGNET_FILE), MAX_MAGNET_FILE)
+                .map_err(|e| format!("no metainfo and no magnet link: {e}"))?;
+            let text = String::from_utf8(bytes).map_err(|_| "magnet link: not UTF-8")?;
+            let magnet = Magnet::parse(text.trim()).map_err(|e| format!("magnet link: {e}"))?;
+            if magnet.info_hash != info_hash {
+                return Err(format!("magnet link is of torrent {}", magnet.info_hash));
+            }
+            StoredSource::Magnet(magnet)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let settings_bytes =
         read_bounded(&dir.join(SETTINGS_FILE), MAX_SETTINGS_FILE).map_err(|e| e.to_string())?;
     let settings: TorrentSettings =
@@ -265,8 +328,7 @@ fn load_entry(dir: &Path, name: &str) -> Result<StoredTorrent, String> {
     Ok(StoredTorrent {
         info_hash,
         info_hash_hex: name.to_string(),
-        metainfo,
-        metainfo_bytes,
+        source,
         settings,
     })
 }
@@ -402,6 +464,46 @@ mod tests {
     }
 
     #[test]
+    fn a_magnet_entry_comes_back_as_a_link_then_as_the_fetched_torrent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::open(tmp.path()).unwrap();
+        let (ih, bytes) = torrent("m");
+        let link = format!("magnet:?xt=urn:btih:{}&dn=m", ih.to_hex());
+        let magnet = Magnet::parse(&link).unwrap();
+        state.save_magnet(&ih, &magnet, &settings("", 1)).unwrap();
+        let listed = state.list();
+        let StoredSource::Magnet(back) = &listed[0].source else {
+            panic!("a magnet entry came back as a torrent");
+        };
+        assert_eq!(back.info_hash, ih);
+        assert_eq!(back.name.as_deref(), Some("m"));
+        // Settings of a magnet entry can change before its metadata came.
+        state
+            .save_settings(
+                &ih,
+                &TorrentSettings {
+                    paused: true,
+                    ..settings("", 1)
+                },
+            )
+            .unwrap();
+        state.save_fetched_metainfo(&ih, &bytes).unwrap();
+        let listed = state.list();
+        assert!(
+            matches!(&listed[0].source, StoredSource::Metainfo { metainfo, .. } if metainfo.name == "m")
+        );
+        assert!(listed[0].settings.paused);
+        assert!(!state.torrent_dir(&ih).join(MAGNET_FILE).exists());
+        // A link naming another torrent is a broken entry, skipped.
+        let (other, _) = torrent("o");
+        let dir = state.torrent_dir(&other);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(SETTINGS_FILE), encode_settings(&settings("", 2))).unwrap();
+        std::fs::write(dir.join(MAGNET_FILE), &link).unwrap();
+        assert_eq!(state.list().len(), 1);
+    }
+
+    #[test]
     fn open_creates_a_private_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("a/state");
@@ -428,8 +530,11 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[0].info_hash, a, "oldest first");
         assert_eq!(listed[0].info_hash_hex, a.to_hex());
-        assert_eq!(listed[0].metainfo_bytes, a_bytes);
-        assert_eq!(listed[0].metainfo.name, "a");
+        let StoredSource::Metainfo { metainfo, bytes } = &listed[0].source else {
+            panic!("a torrent came back as a magnet link");
+        };
+        assert_eq!(bytes, &a_bytes);
+        assert_eq!(metainfo.name, "a");
         assert_eq!(listed[0].settings, settings("", 10));
         assert_eq!(listed[1].settings, settings("x/y", 20));
 

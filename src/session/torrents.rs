@@ -3,9 +3,13 @@
 //! Each running torrent is the node loop of `node::run_in_session` on a
 //! thread of its own; pausing ends that loop (flushing and writing clean
 //! fast-resume data) and resuming starts a new one, which trusts that data.
+//! A torrent added by magnet link first fetches its metadata on that same
+//! thread (`node::magnet`), saves it in the state directory and hands it
+//! to the session (an entry's `fetched`), then runs as any other.
 //!
-//! Locks, in order: `torrents`, then an entry's `status`. Neither is held
-//! while a torrent thread is joined or a file is written.
+//! Locks, in order: `torrents`, then an entry's `status` or `fetched`
+//! (never both). Neither is held while a torrent thread is joined or a
+//! file is written.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,12 +21,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use super::state::{resolve_data_dir, StateDir, TorrentSettings};
+use super::state::{resolve_data_dir, StateDir, StoredSource, TorrentSettings};
 use crate::api::{
     Control, ControlError, FileEntry, PeerEntry, SessionCounters, SessionInfo, TorrentDetail,
     TorrentSummary,
 };
-use crate::core::{InfoHash, Metainfo};
+use crate::core::{InfoHash, Magnet, Metainfo};
 use crate::node::status::Status;
 use crate::node::{self, DiscoveryMode, NodeConfig, NodeError, Services, Shared};
 use crate::storage::resume;
@@ -38,7 +42,13 @@ pub struct SessionConfig {
 }
 
 struct Entry {
-    meta: Metainfo,
+    /// `None` for a magnet link whose metadata is not fetched yet.
+    meta: Option<Metainfo>,
+    /// The link a torrent was added by, while `meta` is `None`.
+    magnet: Option<Magnet>,
+    /// Where the torrent's thread leaves the metadata it fetched; taken
+    /// into `meta` by the next call that looks at the entry.
+    fetched: Arc<Mutex<Option<Metainfo>>>,
     settings: TorrentSettings,
     data_dir: PathBuf,
     running: Option<Running>,
@@ -100,15 +110,21 @@ impl Session {
                 }
             };
             let paused = stored.settings.paused;
+            let (meta, magnet) = match stored.source {
+                StoredSource::Metainfo { metainfo, .. } => (Some(metainfo), None),
+                StoredSource::Magnet(magnet) => (None, Some(magnet)),
+            };
             let recorded_pieces = resume::load(&session.state.resume_path(&stored.info_hash))
                 .ok()
                 .flatten()
-                .filter(|r| r.check_torrent(&stored.metainfo).is_ok())
+                .filter(|r| meta.as_ref().is_some_and(|m| r.check_torrent(m).is_ok()))
                 .map_or(0, |r| r.pieces.count());
             session.torrents.lock().insert(
                 stored.info_hash,
                 Entry {
-                    meta: stored.metainfo,
+                    meta,
+                    magnet,
+                    fetched: Arc::default(),
                     settings: stored.settings,
                     data_dir,
                     running: None,
@@ -131,19 +147,38 @@ impl Session {
         self.shared.overlay.as_ref().map(|o| o.local_addr())
     }
 
-    /// Adds a torrent from metainfo bytes (as the API does).
+    /// Adds a torrent from metainfo bytes or a magnet link (as the API
+    /// does: the body is one or the other).
     pub fn add_torrent(
         &self,
         metainfo: &[u8],
         dir: Option<&str>,
         paused: bool,
     ) -> Result<InfoHash, ControlError> {
-        let meta = Metainfo::from_bytes(metainfo)
-            .map_err(|e| ControlError::BadRequest(format!("bad metainfo: {e}")))?;
+        let link = std::str::from_utf8(metainfo)
+            .ok()
+            .map(str::trim)
+            .filter(|t| Magnet::is_magnet(t));
+        let (meta, magnet) = match link {
+            Some(link) => {
+                let magnet = Magnet::parse(link)
+                    .map_err(|e| ControlError::BadRequest(format!("bad magnet link: {e}")))?;
+                (None, Some(magnet))
+            }
+            None => {
+                let meta = Metainfo::from_bytes(metainfo)
+                    .map_err(|e| ControlError::BadRequest(format!("bad metainfo: {e}")))?;
+                (Some(meta), None)
+            }
+        };
         let sub = dir.unwrap_or("");
         let data_dir = resolve_data_dir(&self.root, Some(sub))
             .map_err(|e| ControlError::BadRequest(e.to_string()))?;
-        let info_hash = meta.info_hash;
+        let info_hash = match (&meta, &magnet) {
+            (Some(m), _) => m.info_hash,
+            (None, Some(m)) => m.info_hash,
+            (None, None) => unreachable!("one of the two was parsed"),
+        };
         let settings = TorrentSettings {
             dir: sub.to_string(),
             paused,
@@ -158,20 +193,25 @@ impl Session {
                     "torrent {info_hash} is already in the session"
                 )));
             }
-            // Another torrent's files at the same place would be shared.
-            if let Some(other) = torrents
-                .values()
-                .find(|e| e.data_dir == data_dir && e.meta.name == meta.name)
-            {
+            // Another torrent's files at the same place would be shared
+            // (a magnet link's are checked once its metadata is known).
+            let clash = meta.as_ref().and_then(|meta| {
+                torrents.iter().find(|(_, e)| {
+                    e.data_dir == data_dir && e.meta.as_ref().is_some_and(|m| m.name == meta.name)
+                })
+            });
+            if let (Some((other, _)), Some(meta)) = (clash, &meta) {
                 return Err(ControlError::Conflict(format!(
-                    "torrent {} already keeps {:?} in that directory",
-                    other.meta.info_hash, meta.name
+                    "torrent {other} already keeps {:?} in that directory",
+                    meta.name
                 )));
             }
             torrents.insert(
                 info_hash,
                 Entry {
                     meta,
+                    magnet: magnet.clone(),
+                    fetched: Arc::default(),
                     settings: settings.clone(),
                     data_dir,
                     running: None,
@@ -180,7 +220,11 @@ impl Session {
                 },
             );
         }
-        if let Err(e) = self.state.save_torrent(&info_hash, metainfo, &settings) {
+        let saved = match &magnet {
+            Some(m) => self.state.save_magnet(&info_hash, m, &settings),
+            None => self.state.save_torrent(&info_hash, metainfo, &settings),
+        };
+        if let Err(e) = saved {
             self.torrents.lock().remove(&info_hash);
             return Err(ControlError::Internal(format!(
                 "cannot save the torrent: {e}"
@@ -220,11 +264,40 @@ impl Session {
         let status = entry.status.clone();
         let mut shared = self.shared.clone();
         shared.publish = Some(Arc::new(move |s: &Status| *status.lock() = Some(s.clone())));
-        let meta = entry.meta.clone();
+        Session::adopt_fetched(entry);
+        let source = match (&entry.meta, &entry.magnet) {
+            (Some(meta), _) => Ok(meta.clone()),
+            (None, Some(magnet)) => Err(magnet.clone()),
+            (None, None) => return,
+        };
+        let fetched = entry.fetched.clone();
+        let state = self.state.clone();
+        let ih = *info_hash;
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let name = format!("torrent-{}", &info_hash.to_hex()[..8]);
         let spawned = std::thread::Builder::new().name(name).spawn(move || {
-            let r = node::run_in_session(&config, meta, &shared, stopped);
+            let mut config = config;
+            let run = || {
+                let meta = match source {
+                    Ok(meta) => meta,
+                    Err(magnet) => {
+                        let found = fetch_for_session(&config, &magnet, &shared, &stopped)?;
+                        let Some((meta, bytes)) = found else {
+                            return Ok(());
+                        };
+                        // The link's peers serve the data too (this run;
+                        // after a restart the torrent's own discovery).
+                        config.direct_peers.extend(magnet.peers.iter().cloned());
+                        if let Err(e) = state.save_fetched_metainfo(&ih, &bytes) {
+                            log::warn!("cannot save the metadata of {ih}: {e}");
+                        }
+                        *fetched.lock() = Some(meta.clone());
+                        meta
+                    }
+                };
+                node::run_in_session(&config, meta, &shared, stopped)
+            };
+            let r = run();
             if let Err(e) = &r {
                 log::error!("torrent stopped: {e}");
             }
@@ -266,9 +339,22 @@ impl Session {
             .map_err(|e| ControlError::Internal(format!("cannot save settings: {e}")))
     }
 
+    /// Takes the metadata the entry's thread fetched, if it has.
+    fn adopt_fetched(entry: &mut Entry) {
+        if entry.meta.is_none() {
+            let fetched = entry.fetched.lock().take();
+            if fetched.is_some() {
+                entry.meta = fetched;
+                entry.magnet = None;
+            }
+        }
+    }
+
     fn summary(entry: &Entry) -> TorrentSummary {
         let status = entry.status.lock().clone();
-        let meta = &entry.meta;
+        let Some(meta) = &entry.meta else {
+            return Session::fetching_summary(entry, status);
+        };
         let state = if entry.running.is_none() {
             "paused"
         } else {
@@ -321,6 +407,42 @@ impl Session {
         summary
     }
 
+    /// A magnet link's entry before its metadata: the link's name (or the
+    /// info-hash), nothing known of its size, "fetching metadata" while
+    /// its thread runs, with the peers it fetches from.
+    fn fetching_summary(entry: &Entry, status: Option<Status>) -> TorrentSummary {
+        let magnet = entry.magnet.as_ref();
+        let info_hash = magnet.map(|m| m.info_hash.to_hex()).unwrap_or_default();
+        let running = entry.running.is_some();
+        // A status left from before the metadata came is the loop's own.
+        let status = status.filter(|s| s.state == node::magnet::FETCHING_STATE);
+        TorrentSummary {
+            name: magnet
+                .and_then(|m| m.name.clone())
+                .unwrap_or_else(|| info_hash.clone()),
+            info_hash,
+            size: 0,
+            progress: 0.0,
+            pieces_have: 0,
+            pieces_total: 0,
+            state: if running {
+                node::magnet::FETCHING_STATE
+            } else {
+                "paused"
+            }
+            .to_string(),
+            down_rate: 0,
+            up_rate: 0,
+            peers: status.map_or(0, |s| s.known_peers),
+            eta_secs: None,
+            downloaded: 0,
+            uploaded: 0,
+            pieces_verified: 0,
+            hash_failures: 0,
+            pieces_checked_at_start: 0,
+        }
+    }
+
     /// Stops every torrent (each flushes and writes clean resume data),
     /// then the listener, the overlay and the hash pool.
     pub fn shutdown(&self) {
@@ -333,6 +455,30 @@ impl Session {
             s.stop();
         }
     }
+}
+
+/// A magnet link's metadata, fetched from peers on the session's services
+/// and checked as a `.torrent` would be: the metainfo and the `.torrent`
+/// bytes to keep; `None` if stopped first.
+fn fetch_for_session(
+    config: &NodeConfig,
+    magnet: &Magnet,
+    shared: &Shared,
+    stop: &crossbeam_channel::Receiver<()>,
+) -> Result<Option<(Metainfo, Vec<u8>)>, NodeError> {
+    let mode = node::magnet::discovery_mode(config, magnet);
+    let Some(info) = node::magnet::fetch_metadata(config, magnet, mode, shared, stop)? else {
+        return Ok(None);
+    };
+    let meta = Metainfo::from_info_dict(&info, &magnet.trackers).map_err(|e| {
+        NodeError(format!(
+            "the metadata peers sent is not a valid torrent: {e}"
+        ))
+    })?;
+    Ok(Some((
+        meta,
+        node::magnet::torrent_file_bytes(&info, &magnet.trackers),
+    )))
 }
 
 fn parse_hash(hex: &str) -> Result<InfoHash, ControlError> {
@@ -362,7 +508,8 @@ fn delete_data(meta: &Metainfo, data_dir: &Path) -> std::io::Result<()> {
 
 impl Control for Session {
     fn list(&self) -> Vec<TorrentSummary> {
-        let torrents = self.torrents.lock();
+        let mut torrents = self.torrents.lock();
+        torrents.values_mut().for_each(Session::adopt_fetched);
         let mut list: Vec<TorrentSummary> = torrents.values().map(Session::summary).collect();
         list.sort_by(|a, b| a.name.cmp(&b.name).then(a.info_hash.cmp(&b.info_hash)));
         list
@@ -380,8 +527,10 @@ impl Control for Session {
 
     fn detail(&self, info_hash: &str) -> Result<TorrentDetail, ControlError> {
         let ih = parse_hash(info_hash)?;
-        let torrents = self.torrents.lock();
-        let entry = torrents.get(&ih).ok_or(ControlError::NotFound)?;
+        let mut torrents = self.torrents.lock();
+        let entry = torrents.get_mut(&ih).ok_or(ControlError::NotFound)?;
+        Session::adopt_fetched(entry);
+        let entry = &*entry;
         let status = entry.status.lock().clone();
         let (peer_list, piece_map) = match status {
             Some(s) => (
@@ -398,15 +547,18 @@ impl Control for Session {
                     .collect(),
                 s.piece_map,
             ),
-            None => (Vec::new(), "0".repeat(entry.meta.num_pieces())),
+            None => (
+                Vec::new(),
+                "0".repeat(entry.meta.as_ref().map_or(0, Metainfo::num_pieces)),
+            ),
         };
         Ok(TorrentDetail {
             summary: Session::summary(entry),
             dir: entry.settings.dir.clone(),
             files: entry
                 .meta
-                .files
                 .iter()
+                .flat_map(|m| &m.files)
                 .map(|f| FileEntry {
                     path: f.path.join("/"),
                     length: f.length,
@@ -432,14 +584,16 @@ impl Control for Session {
         }
         self.stop_torrent(&ih);
         let entry = self.torrents.lock().remove(&ih);
-        let Some(entry) = entry else {
+        let Some(mut entry) = entry else {
             return Err(ControlError::NotFound);
         };
+        Session::adopt_fetched(&mut entry);
         self.state
             .remove(&ih)
             .map_err(|e| ControlError::Internal(format!("cannot forget the torrent: {e}")))?;
-        if delete_data_too {
-            delete_data(&entry.meta, &entry.data_dir)
+        // A magnet link whose metadata never came has no files.
+        if let (true, Some(meta)) = (delete_data_too, &entry.meta) {
+            delete_data(meta, &entry.data_dir)
                 .map_err(|e| ControlError::Internal(format!("cannot delete the data: {e}")))?;
         }
         log::info!(

@@ -139,7 +139,8 @@ impl Daemon {
     pub fn wait_complete(&self, hash: &str, timeout: Duration) -> bool {
         wait_until(timeout, || {
             let t = self.torrent(hash);
-            t.pieces_have == t.pieces_total
+            // A magnet link's torrent has no pieces until its metadata came.
+            t.pieces_total > 0 && t.pieces_have == t.pieces_total
         })
     }
 
