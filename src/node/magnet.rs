@@ -200,6 +200,8 @@ fn fetch_metadata(
     direct.extend(resolve_all(&config.direct_peers));
     candidates.add(direct, Instant::now());
     let mut live: Vec<(FetchPeer, SocketAddr)> = Vec::new();
+    // Every connection's address, for blame that comes after it ended.
+    let mut dialed: std::collections::HashMap<FetchPeer, SocketAddr> = Default::default();
     let mut next_key: FetchPeer = 1;
     let mut last_lookup: Option<Instant> = None;
     let mut ticks = 0u64;
@@ -224,6 +226,7 @@ fn fetch_metadata(
             let key = next_key;
             next_key += 1;
             live.push((key, addr));
+            dialed.insert(key, addr);
             let (shared, events) = (shared.clone(), events_tx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("metadata-{addr}"))
@@ -245,8 +248,8 @@ fn fetch_metadata(
             recv(events) -> event => match event {
                 Ok(ConnEvent::Ended(key)) => live.retain(|l| l.0 != key),
                 Ok(ConnEvent::Liars(keys)) => {
-                    for (key, addr) in live.iter().filter(|l| keys.contains(&l.0)) {
-                        log::warn!("banning {addr}: its metadata did not match the info-hash (peer {key})");
+                    for addr in keys.iter().filter_map(|k| dialed.get(k)) {
+                        log::warn!("banning {addr}: its metadata did not match the info-hash");
                         candidates.ban(*addr);
                     }
                 }
@@ -267,7 +270,15 @@ fn fetch_metadata(
                     }
                 }
                 let peers = shared.fetch.lock().num_peers();
-                show_fetching(config, &name, magnet.info_hash, listen_port, overlay.as_ref().map(|o| o.local_addr().port()), peers, ticks);
+                let shown = Fetching {
+                    name: &name,
+                    info_hash: magnet.info_hash,
+                    peer_port: listen_port,
+                    overlay_port: overlay.as_ref().map(|o| o.local_addr().port()),
+                    peers,
+                    known_peers: candidates.len(),
+                };
+                show_fetching(config, &shown, ticks);
             },
         }
     };
@@ -287,32 +298,36 @@ fn fetch_metadata(
     Ok(result)
 }
 
-/// "fetching metadata (n peers)" on the terminal or in the log, and a
-/// status file saying so.
-fn show_fetching(
-    config: &NodeConfig,
-    name: &str,
+/// What the fetch shows each second.
+struct Fetching<'a> {
+    name: &'a str,
     info_hash: InfoHash,
     peer_port: u16,
     overlay_port: Option<u16>,
+    /// Peers taking part in the fetch (they offer the metadata).
     peers: usize,
-    ticks: u64,
-) {
-    let line = format!("fetching metadata ({peers} peers)");
+    /// Addresses known, tried or not.
+    known_peers: usize,
+}
+
+/// "fetching metadata (n peers)" on the terminal or in the log, and a
+/// status file saying so.
+fn show_fetching(config: &NodeConfig, f: &Fetching<'_>, ticks: u64) {
+    let line = format!("fetching metadata ({} peers)", f.peers);
     if config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let mut err = std::io::stderr();
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
     } else if ticks % 5 == 1 {
-        log::info!("{name} {line}");
+        log::info!("{} {line}", f.name);
     }
     if let Some(path) = &config.status_file {
         let st = Status {
-            info_hash: info_hash.to_hex(),
-            name: name.to_string(),
+            info_hash: f.info_hash.to_hex(),
+            name: f.name.to_string(),
             state: "fetching metadata",
-            peer_port,
-            overlay_port,
+            peer_port: f.peer_port,
+            overlay_port: f.overlay_port,
             pieces_total: 0,
             pieces_have: 0,
             complete: false,
@@ -322,7 +337,7 @@ fn show_fetching(
             down_rate: 0.0,
             up_rate: 0.0,
             peers: Vec::new(),
-            known_peers: peers,
+            known_peers: f.known_peers,
             piece_map: String::new(),
         };
         status::write_status(path, &st);
