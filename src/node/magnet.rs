@@ -184,7 +184,7 @@ fn fetch_metadata(
     let (events_tx, events) = crossbeam_channel::unbounded::<ConnEvent>();
     let (addrs_tx, addrs) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
     let listen_port = services.shared.listen_port;
-    let trackers = (mode != DiscoveryMode::Overlay && !magnet.trackers.is_empty()).then(|| {
+    if mode != DiscoveryMode::Overlay && !magnet.trackers.is_empty() {
         start_trackers(
             magnet.trackers.clone(),
             magnet.info_hash,
@@ -192,8 +192,8 @@ fn fetch_metadata(
             listen_port,
             addrs_tx.clone(),
             shared.clone(),
-        )
-    });
+        );
+    }
     let overlay = services.shared.overlay.clone();
     let mut candidates = Candidates::default();
     let mut direct = resolve_all(&magnet.peers);
@@ -283,12 +283,10 @@ fn fetch_metadata(
         }
     };
     shared.stop.store(true, Ordering::Relaxed);
-    if let Some(t) = trackers.flatten() {
-        let _ = t.join();
-    }
     // Connection threads end within a second of `stop` once their socket
-    // is open (connect and the handshake have deadlines of their own);
-    // they are not waited for.
+    // is open (connect and the handshake have deadlines of their own), the
+    // tracker thread after the announce in progress (10 s at most); they
+    // are not waited for, so the download starts at once.
     if config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
@@ -354,7 +352,7 @@ fn start_trackers(
     port: u16,
     found: Sender<Vec<SocketAddr>>,
     shared: Arc<FetchShared>,
-) -> Option<std::thread::JoinHandle<()>> {
+) {
     let spawned = std::thread::Builder::new()
         .name("metadata-trackers".into())
         .spawn(move || {
@@ -390,12 +388,8 @@ fn start_trackers(
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-    match spawned {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::warn!("cannot start the tracker thread: {e}");
-            None
-        }
+    if let Err(e) = spawned {
+        log::warn!("cannot start the tracker thread: {e}");
     }
 }
 
