@@ -98,6 +98,17 @@ fn a_leecher_with_only_the_link_and_one_overlay_node_downloads() {
         "{}",
         leecher.log()
     );
+    // Started again with the link alone and no peer anywhere: the saved
+    // .torrent stands in for the metadata and the data on disk verifies.
+    drop(leecher);
+    drop(_seeder);
+    let again = Node::start(Path::new(&s.magnet), &dir, &[]);
+    assert!(
+        wait_until(T, || again.is_complete()),
+        "restart did not find its data; log:\n{}",
+        again.log()
+    );
+    assert!(again.log().contains("metadata of"), "{}", again.log());
 }
 
 /// An info dictionary of several 16 KiB pieces (300 files with long
