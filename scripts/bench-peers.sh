@@ -157,7 +157,7 @@ fi
 if [ ! -s "$work/bench-$size_mib.sha256" ]; then
   sha256sum "$data" | cut -d' ' -f1 >"$work/bench-$size_mib.sha256"
 fi
-info_hash=$(tr -d '[:space:]' <"$work/bench-$size_mib.infohash")
+info_hash=$(sed -n 1p "$work/bench-$size_mib.infohash" | tr -d '[:space:]')
 # shellcheck disable=SC2001 # a back-reference: %-escape every byte for /scrape
 info_hash_q=$(sed 's/../%&/g' <<<"$info_hash")
 source_sha=$(cat "$work/bench-$size_mib.sha256")

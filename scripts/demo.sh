@@ -28,7 +28,7 @@ url=$(grep -o 'http://[^ ]*' "$work/tracker.out" | head -1)
 echo "== tracker at $url"
 
 "$bin" create -o "$work/demo.torrent" --tracker "$url" "$work/seed/demo.bin" > /dev/null
-echo "== torrent info-hash $("$bin" create -o /dev/null --tracker "$url" "$work/seed/demo.bin")"
+echo "== torrent info-hash $("$bin" create -o /dev/null --tracker "$url" "$work/seed/demo.bin" | sed -n 1p)"
 
 # The seeder uploads at most a quarter of the file per second, so the demo
 # lasts a few seconds and the leechers trade pieces among themselves.

@@ -41,7 +41,7 @@ make_data() {
   data=$work/data-$1
   mkdir -p "$data"
   head -c $(($1 * 1048576)) /dev/urandom > "$data/shared.bin"
-  ih=$("$bin" create -o "$data/shared.torrent" --piece-length 262144 "$data/shared.bin")
+  ih=$("$bin" create -o "$data/shared.torrent" --piece-length 262144 "$data/shared.bin" | sed -n 1p)
   want=$(sha256sum < "$data/shared.bin" | cut -d' ' -f1)
   pieces=$(( ($1 * 1048576 + 262143) / 262144 ))
   # The seeder daemon's state (its API token among it); made here because

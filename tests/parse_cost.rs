@@ -296,6 +296,29 @@ fn peer_extension_payloads_cost_in_proportion() {
 }
 
 #[test]
+fn metadata_payloads_and_magnet_links_cost_in_proportion() {
+    use btnode::core::Magnet;
+    use btnode::wire::metadata::MetadataMessage;
+    let mut m = b"d8:msg_typei1e5:piecei0e10:total_sizei99e4:junkl".to_vec();
+    while m.len() < 1 << 20 {
+        m.extend_from_slice(b"lelelelede");
+    }
+    m.extend_from_slice(b"ee");
+    m.extend_from_slice(&[0u8; 16384]);
+    let (res, peak, took) = measure(|| MetadataMessage::decode(&m).is_ok());
+    assert!(res);
+    assert_cost("1 MiB ut_metadata message", m.len(), peak, took, 8);
+
+    let mut link = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
+    while link.len() < 60 * 1024 {
+        link.push_str("&dn=%41%42%43&xl=1&so=0-1&tr=http://t/a&x.pe=h:1");
+    }
+    let (res, peak, took) = measure(|| Magnet::parse(&link).map(|m| m.trackers.len()));
+    assert_eq!(res, Ok(1));
+    assert_cost("60 KiB magnet link", link.len(), peak, took, 4);
+}
+
+#[test]
 fn overlay_frames_cost_in_proportion() {
     use btnode::wire::overlay::{read_frame, MAX_ENTRIES, MAX_FRAME};
     let entry = br#"{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"10.0.0.1:6881","peer_id":"6162636465666768696a6b6c6d6e6f7071727374","left":0,"last_seen":1000000},"#;

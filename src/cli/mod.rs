@@ -139,7 +139,7 @@ impl CliError {
 pub fn node_config(cli: &Cli) -> Result<NodeConfig, CliError> {
     if cli.torrent.is_none() && cli.bootstrap.is_empty() && cli.overlay_port.is_none() {
         return Err(CliError::Usage(
-            "nothing to do: give -t FILE.torrent (download and seed), -b HOST:PORT \
+            "nothing to do: give -t FILE.torrent or -t MAGNET_LINK (download and seed), -b HOST:PORT \
              (overlay-only node), or a subcommand; see --help"
                 .into(),
         ));

@@ -21,7 +21,9 @@ use parking_lot::Mutex;
 
 use super::candidates::Candidates;
 use super::status::{self, Status};
-use super::{resolve_all, run_in_session, DiscoveryMode, NodeConfig, NodeError, Services, Shared};
+use super::{
+    resolve_all, run_in_session, DiscoveryMode, NodeConfig, NodeError, Publish, Services, Shared,
+};
 use crate::core::bencode::{self, Value};
 use crate::core::{InfoHash, Magnet, Metainfo, PeerId};
 use crate::peer::handshake;
@@ -195,7 +197,7 @@ pub fn fetch_metadata(
     let (events_tx, events) = crossbeam_channel::unbounded::<ConnEvent>();
     let (addrs_tx, addrs) = crossbeam_channel::unbounded::<Vec<SocketAddr>>();
     let listen_port = services.listen_port;
-    let trackers = (mode != DiscoveryMode::Overlay && !magnet.trackers.is_empty()).then(|| {
+    if mode != DiscoveryMode::Overlay && !magnet.trackers.is_empty() {
         start_trackers(
             magnet.trackers.clone(),
             magnet.info_hash,
@@ -203,14 +205,16 @@ pub fn fetch_metadata(
             listen_port,
             addrs_tx.clone(),
             shared.clone(),
-        )
-    });
+        );
+    }
     let overlay = services.overlay.clone();
     let mut candidates = Candidates::default();
     let mut direct = resolve_all(&magnet.peers);
     direct.extend(resolve_all(&config.direct_peers));
     candidates.add(direct, Instant::now());
     let mut live: Vec<(FetchPeer, SocketAddr)> = Vec::new();
+    // Every connection's address, for blame that comes after it ended.
+    let mut dialed: std::collections::HashMap<FetchPeer, SocketAddr> = Default::default();
     let mut next_key: FetchPeer = 1;
     let mut last_lookup: Option<Instant> = None;
     let mut ticks = 0u64;
@@ -235,6 +239,7 @@ pub fn fetch_metadata(
             let key = next_key;
             next_key += 1;
             live.push((key, addr));
+            dialed.insert(key, addr);
             let (shared, events) = (shared.clone(), events_tx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("metadata-{addr}"))
@@ -256,8 +261,8 @@ pub fn fetch_metadata(
             recv(events) -> event => match event {
                 Ok(ConnEvent::Ended(key)) => live.retain(|l| l.0 != key),
                 Ok(ConnEvent::Liars(keys)) => {
-                    for (key, addr) in live.iter().filter(|l| keys.contains(&l.0)) {
-                        log::warn!("banning {addr}: its metadata did not match the info-hash (peer {key})");
+                    for addr in keys.iter().filter_map(|k| dialed.get(k)) {
+                        log::warn!("banning {addr}: its metadata did not match the info-hash");
                         candidates.ban(*addr);
                     }
                 }
@@ -278,17 +283,23 @@ pub fn fetch_metadata(
                     }
                 }
                 let peers = shared.fetch.lock().num_peers();
-                show_fetching(config, &name, magnet.info_hash, services, peers, ticks);
+                let shown = Fetching {
+                    name: &name,
+                    info_hash: magnet.info_hash,
+                    peer_port: listen_port,
+                    overlay_port: overlay.as_ref().map(|o| o.local_addr().port()),
+                    peers,
+                    known_peers: candidates.len(),
+                };
+                show_fetching(config, &shown, ticks, services.publish.as_ref());
             },
         }
     };
     shared.stop.store(true, Ordering::Relaxed);
-    if let Some(t) = trackers.flatten() {
-        let _ = t.join();
-    }
     // Connection threads end within a second of `stop` once their socket
-    // is open (connect and the handshake have deadlines of their own);
-    // they are not waited for.
+    // is open (connect and the handshake have deadlines of their own), the
+    // tracker thread after the announce in progress (10 s at most); they
+    // are not waited for, so the download starts at once.
     if config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }
@@ -298,31 +309,36 @@ pub fn fetch_metadata(
     Ok(result)
 }
 
+/// What the fetch shows each second.
+struct Fetching<'a> {
+    name: &'a str,
+    info_hash: InfoHash,
+    peer_port: u16,
+    overlay_port: Option<u16>,
+    /// Peers taking part in the fetch (they offer the metadata).
+    peers: usize,
+    /// Addresses known, tried or not.
+    known_peers: usize,
+}
+
 /// "fetching metadata (n peers)" on the terminal or in the log, and a
 /// status file saying so.
-fn show_fetching(
-    config: &NodeConfig,
-    name: &str,
-    info_hash: InfoHash,
-    services: &Shared,
-    peers: usize,
-    ticks: u64,
-) {
-    let line = format!("{FETCHING_STATE} ({peers} peers)");
+fn show_fetching(config: &NodeConfig, f: &Fetching<'_>, ticks: u64, publish: Option<&Publish>) {
+    let line = format!("{FETCHING_STATE} ({} peers)", f.peers);
     if config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let mut err = std::io::stderr();
         let _ = write!(err, "\r{line}\x1b[K");
         let _ = err.flush();
     } else if ticks % 5 == 1 {
-        log::info!("{name} {line}");
+        log::info!("{} {line}", f.name);
     }
-    if config.status_file.is_some() || services.publish.is_some() {
+    if config.status_file.is_some() || publish.is_some() {
         let st = Status {
-            info_hash: info_hash.to_hex(),
-            name: name.to_string(),
+            info_hash: f.info_hash.to_hex(),
+            name: f.name.to_string(),
             state: FETCHING_STATE,
-            peer_port: services.listen_port,
-            overlay_port: services.overlay.as_ref().map(|o| o.local_addr().port()),
+            peer_port: f.peer_port,
+            overlay_port: f.overlay_port,
             pieces_total: 0,
             pieces_have: 0,
             complete: false,
@@ -332,13 +348,13 @@ fn show_fetching(
             down_rate: 0.0,
             up_rate: 0.0,
             peers: Vec::new(),
-            known_peers: peers,
+            known_peers: f.known_peers,
             piece_map: String::new(),
         };
         if let Some(path) = &config.status_file {
             status::write_status(path, &st);
         }
-        if let Some(publish) = &services.publish {
+        if let Some(publish) = publish {
             publish(&st);
         }
     }
@@ -354,7 +370,7 @@ fn start_trackers(
     port: u16,
     found: Sender<Vec<SocketAddr>>,
     shared: Arc<FetchShared>,
-) -> Option<std::thread::JoinHandle<()>> {
+) {
     let spawned = std::thread::Builder::new()
         .name("metadata-trackers".into())
         .spawn(move || {
@@ -390,12 +406,8 @@ fn start_trackers(
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-    match spawned {
-        Ok(t) => Some(t),
-        Err(e) => {
-            log::warn!("cannot start the tracker thread: {e}");
-            None
-        }
+    if let Err(e) = spawned {
+        log::warn!("cannot start the tracker thread: {e}");
     }
 }
 

@@ -189,8 +189,17 @@ impl MetadataFetch {
         }
     }
 
-    /// The size this attempt fetches, chosen among the peers' claims.
+    /// The size this attempt fetches, chosen among the peers' claims; chosen
+    /// again when no peer that claims it is left (a first peer with a wrong
+    /// size that went silent must not hold the fetch).
     fn attempt_size(&mut self) -> Option<u64> {
+        if let Some(size) = self.size {
+            if !self.peers.values().any(|p| p.size == size) {
+                self.size = None;
+                self.pieces.clear();
+                self.solo_owner = None;
+            }
+        }
         if self.size.is_none() {
             let mut votes: HashMap<u64, usize> = HashMap::new();
             for p in self.peers.values() {
@@ -256,7 +265,9 @@ impl MetadataFetch {
         let Some(at) = p.inflight.iter().position(|&(i, _)| i == piece) else {
             return Ok(Outcome::Ignored);
         };
-        let size = self.size.expect("a request was made for this attempt");
+        let Some(size) = self.size else {
+            return Ok(Outcome::Ignored);
+        };
         if total_size != size {
             self.remove_peer(peer);
             return Err(Refusal::InconsistentSize {
@@ -593,6 +604,23 @@ mod tests {
         }
         assert_eq!(refused, Some(Refusal::Rejected));
         assert_eq!(f.num_peers(), 1);
+    }
+
+    #[test]
+    fn the_size_is_chosen_again_once_its_only_claimant_is_gone() {
+        let (info, hash) = info_of(300);
+        let mut f = MetadataFetch::with_timeout(hash, Duration::from_secs(5));
+        f.add_peer(1, true, Some(100)).unwrap(); // wrong size, then silent
+        let t0 = Instant::now();
+        assert_eq!(f.next_request(1, t0), Some(0));
+        f.add_peer(2, true, Some(300)).unwrap();
+        assert_eq!(f.next_request(2, t0), None, "this attempt is 100 bytes");
+        assert_eq!(f.expire(t0 + Duration::from_secs(5)), vec![1]);
+        assert_eq!(f.next_request(2, t0), Some(0));
+        assert!(matches!(
+            f.on_data(2, 0, 300, info),
+            Ok(Outcome::Done { .. })
+        ));
     }
 
     #[test]

@@ -81,13 +81,16 @@ impl MetadataMessage {
     /// `u32`/[`MAX_METADATA_SIZE`]'s type); whether they fit the metadata
     /// is the fetcher's question.
     pub fn decode(payload: &[u8]) -> Result<MetadataMessage, MetadataError> {
-        let (v, used) = bencode::decode_prefix(payload).map_err(|_| MetadataError::NotADict)?;
-        if v.as_dict().is_none() {
+        // Read in place (8 bytes per value): junk keys cost little.
+        let (doc, used) =
+            bencode::Doc::parse_prefix(payload).map_err(|_| MetadataError::NotADict)?;
+        let root = doc.root();
+        if root.entries().is_none() {
             return Err(MetadataError::NotADict);
         }
         let int = |k: &'static str| {
-            v.get(k)
-                .and_then(Value::as_int)
+            root.get(k)
+                .and_then(|n| n.as_int())
                 .ok_or(MetadataError::Field(k))
         };
         let msg_type = int("msg_type")?;
