@@ -177,14 +177,6 @@ fn records_spread_expire_and_deletions_propagate_in_a_three_server_group() {
     }));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn malformed_packets_do_not_stop_the_server_or_amplify() {
     if !have_dig() {

@@ -20,37 +20,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(120);
 
-fn require(tool: &str) -> bool {
-    let found = if tool == "libtorrent" {
-        Command::new("/usr/bin/python3")
-            .args(["-c", "import libtorrent"])
-            .status()
-            .is_ok_and(|s| s.success())
-    } else {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !found {
-        assert!(
-            std::env::var("BTNODE_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{tool} is required when BTNODE_REQUIRE_PEERS=1"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A foreign client process, killed by PID and reaped on drop.
 struct Client(Child);
 

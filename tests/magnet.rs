@@ -314,37 +314,6 @@ fn hostile_metadata_peers_are_refused_and_an_honest_one_serves() {
 
 // ---- interop ---------------------------------------------------------
 
-fn require(tool: &str) -> bool {
-    let found = if tool == "libtorrent" {
-        Command::new("/usr/bin/python3")
-            .args(["-c", "import libtorrent"])
-            .status()
-            .is_ok_and(|s| s.success())
-    } else {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !found {
-        assert!(
-            std::env::var("BTNODE_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{tool} is required when BTNODE_REQUIRE_PEERS=1"
-        );
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Client(Child);
 
 impl Drop for Client {

@@ -21,7 +21,7 @@ pub enum ControlError {
 }
 
 /// One line of `GET /api/v1/torrents`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TorrentSummary {
     pub info_hash: String,
     pub name: String,

@@ -86,13 +86,7 @@ pub const FETCHING_STATE: &str = "fetching metadata";
 /// As for a torrent: the flag, else the overlay alone for a link without
 /// trackers and both for one with.
 pub fn discovery_mode(config: &NodeConfig, magnet: &Magnet) -> DiscoveryMode {
-    config
-        .discovery_mode
-        .unwrap_or(if magnet.trackers.is_empty() {
-            DiscoveryMode::Overlay
-        } else {
-            DiscoveryMode::Hybrid
-        })
+    super::discovery_mode_with(config, !magnet.trackers.is_empty())
 }
 
 fn fetch_or_load(

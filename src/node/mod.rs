@@ -112,13 +112,17 @@ pub type Publish = Arc<dyn Fn(&Status) + Send + Sync>;
 /// Which discovery a torrent uses: the flag, else the overlay alone for a
 /// torrent without trackers and both for one with.
 pub fn discovery_mode(config: &NodeConfig, meta: &Metainfo) -> DiscoveryMode {
-    config
-        .discovery_mode
-        .unwrap_or(if meta.trackers.is_empty() {
-            DiscoveryMode::Overlay
-        } else {
-            DiscoveryMode::Hybrid
-        })
+    discovery_mode_with(config, !meta.trackers.is_empty())
+}
+
+/// The same rule for a torrent known so far by whether it names trackers
+/// (a magnet link's `tr`).
+pub(crate) fn discovery_mode_with(config: &NodeConfig, has_trackers: bool) -> DiscoveryMode {
+    config.discovery_mode.unwrap_or(if has_trackers {
+        DiscoveryMode::Hybrid
+    } else {
+        DiscoveryMode::Overlay
+    })
 }
 
 /// Downloads and seeds one torrent until shutdown (or completion): a

@@ -374,15 +374,7 @@ impl Session {
             pieces_have: entry.recorded_pieces,
             pieces_total: meta.num_pieces(),
             state: state.to_string(),
-            down_rate: 0,
-            up_rate: 0,
-            peers: 0,
-            eta_secs: None,
-            downloaded: 0,
-            uploaded: 0,
-            pieces_verified: 0,
-            hash_failures: 0,
-            pieces_checked_at_start: 0,
+            ..TorrentSummary::default()
         };
         if let Some(s) = status {
             let have_bytes = meta.total_length - s.left;
@@ -409,7 +401,7 @@ impl Session {
 
     /// A magnet link's entry before its metadata: the link's name (or the
     /// info-hash), nothing known of its size, "fetching metadata" while
-    /// its thread runs, with the peers it fetches from.
+    /// its thread runs, with the addresses known for it.
     fn fetching_summary(entry: &Entry, status: Option<Status>) -> TorrentSummary {
         let magnet = entry.magnet.as_ref();
         let info_hash = magnet.map(|m| m.info_hash.to_hex()).unwrap_or_default();
@@ -421,25 +413,14 @@ impl Session {
                 .and_then(|m| m.name.clone())
                 .unwrap_or_else(|| info_hash.clone()),
             info_hash,
-            size: 0,
-            progress: 0.0,
-            pieces_have: 0,
-            pieces_total: 0,
             state: if running {
                 node::magnet::FETCHING_STATE
             } else {
                 "paused"
             }
             .to_string(),
-            down_rate: 0,
-            up_rate: 0,
             peers: status.map_or(0, |s| s.known_peers),
-            eta_secs: None,
-            downloaded: 0,
-            uploaded: 0,
-            pieces_verified: 0,
-            hash_failures: 0,
-            pieces_checked_at_start: 0,
+            ..TorrentSummary::default()
         }
     }
 

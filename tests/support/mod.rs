@@ -401,3 +401,39 @@ pub fn local_providers(
         _ => vec![],
     }
 }
+
+/// Whether a real peer program is installed (`libtorrent`: Debian's
+/// python3-libtorrent, which imports only under /usr/bin/python3). Missing
+/// under `BTNODE_REQUIRE_PEERS=1` (CI) fails the test instead of skipping.
+pub fn require(tool: &str) -> bool {
+    let found = if tool == "libtorrent" {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import libtorrent"])
+            .status()
+            .is_ok_and(|s| s.success())
+    } else {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !found {
+        assert!(
+            std::env::var("BTNODE_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "{tool} is required when BTNODE_REQUIRE_PEERS=1"
+        );
+        eprintln!("skipping: {tool} is not installed");
+    }
+    found
+}
+
+/// A loopback TCP port free a moment ago (for programs that cannot be
+/// told to pick one and report it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
