@@ -5,5 +5,6 @@ pub mod metadata;
 pub mod overlay;
 pub mod peer;
 pub mod pex;
+pub mod sealed;
 pub mod tracker;
 pub mod udp_tracker;
