@@ -19,6 +19,10 @@ pub const ENV_DNS: &str = "BTNODE_DNS";
 pub const ENV_DNS_REGISTER: &str = "BTNODE_DNS_REGISTER";
 pub const ENV_DNS_HTTP: &str = "BTNODE_DNS_HTTP";
 pub const ENV_LOG_LEVEL: &str = "BTNODE_LOG_LEVEL";
+/// The swarm key file: a node flag in the table of `super::env`, and the
+/// fallback of `dns`, `lookup`, `health` and `daemon` when they lack
+/// `--swarm-key-file` (a container sets it once for all of them).
+pub const ENV_SWARM_KEY_FILE: &str = "BTNODE_SWARM_KEY_FILE";
 /// The daemon's (and its clients') API address and state directory; the
 /// default API address is where clients look when neither `--api` nor
 /// `BTNODE_API` says.
@@ -100,6 +104,9 @@ pub struct Cli {
     /// print progress as log lines even on a terminal
     #[argh(switch)]
     pub no_progress: bool,
+    /// the swarm key file (see `btnode keygen`): one 64-hex key a line, the first sends, all are accepted; without it the overlay is open (env BTNODE_SWARM_KEY_FILE)
+    #[argh(option)]
+    pub swarm_key_file: Option<PathBuf>,
     #[argh(subcommand)]
     pub command: Option<Command>,
 }
@@ -113,6 +120,7 @@ pub enum Command {
     Lookup(LookupArgs),
     Health(HealthArgs),
     Daemon(Box<DaemonArgs>),
+    Keygen(KeygenArgs),
     Add(super::control::AddArgs),
     List(super::control::ListArgs),
     Pause(super::control::PauseArgs),
@@ -191,7 +199,15 @@ pub struct DaemonArgs {
     /// log level (default info)
     #[argh(option)]
     pub log_level: Option<String>,
+    /// the swarm key file (env BTNODE_SWARM_KEY_FILE)
+    #[argh(option)]
+    pub swarm_key_file: Option<PathBuf>,
 }
+
+#[derive(FromArgs, Debug)]
+/// print a new random swarm key (32 bytes, 64 hex characters) for --swarm-key-file
+#[argh(subcommand, name = "keygen")]
+pub struct KeygenArgs {}
 
 #[derive(FromArgs, Debug)]
 /// exit 0 if a local btnode answers (for container health checks): pings the overlay, or GETs the DNS REST API
@@ -203,6 +219,9 @@ pub struct HealthArgs {
     /// check a DNS service's REST API at this address instead
     #[argh(option)]
     pub http: Option<SocketAddr>,
+    /// the swarm key file, to ping a keyed overlay (env BTNODE_SWARM_KEY_FILE)
+    #[argh(option)]
+    pub swarm_key_file: Option<PathBuf>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -266,6 +285,9 @@ pub struct DnsArgs {
     /// log level (default info)
     #[argh(option)]
     pub log_level: Option<String>,
+    /// the swarm key file: gossip is sealed and REST writes need the token derived from it (env BTNODE_SWARM_KEY_FILE)
+    #[argh(option)]
+    pub swarm_key_file: Option<PathBuf>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -281,4 +303,7 @@ pub struct LookupArgs {
     /// most providers to return (default 50)
     #[argh(option, default = "50")]
     pub limit: usize,
+    /// the swarm key file, to ask a keyed overlay (env BTNODE_SWARM_KEY_FILE)
+    #[argh(option)]
+    pub swarm_key_file: Option<PathBuf>,
 }

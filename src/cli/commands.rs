@@ -22,8 +22,9 @@ pub fn run_health(args: &HealthArgs) -> Result<(), CliError> {
             Err(e) => Err(CliError::Failed(format!("{http}: {e}"))),
         };
     }
+    let keys = super::configs::swarm_keys(args.swarm_key_file.as_deref())?;
     let ping = Message::Ping { overlay_port: None };
-    match service::request(args.overlay, &ping, timeout, None) {
+    match service::request_with(args.overlay, &ping, timeout, None, keys.as_deref()) {
         Ok(Message::Pong { .. }) => Ok(()),
         Ok(other) => Err(CliError::Failed(format!(
             "{}: answered {other:?}",
@@ -74,7 +75,8 @@ pub fn run_lookup(args: &LookupArgs) -> Result<(), CliError> {
         limit: args.limit,
         local_only: false,
     };
-    match rpc::request(addr, &msg, Duration::from_secs(3), None) {
+    let keys = super::configs::swarm_keys(args.swarm_key_file.as_deref())?;
+    match rpc::request_with(addr, &msg, Duration::from_secs(3), None, keys.as_deref()) {
         Ok(Message::Providers { providers, .. }) => {
             let mut out = std::io::stdout().lock();
             for p in providers {
@@ -98,7 +100,9 @@ pub fn run_dns(args: &DnsArgs) -> Result<(), CliError> {
     use crate::dns::{DnsOptions, DnsServer};
     use std::io::Write;
     let failed = |e: std::io::Error| CliError::Failed(format!("dns: {e}"));
+    let keys = super::configs::swarm_keys(args.swarm_key_file.as_deref())?;
     let server = DnsServer::start(DnsOptions {
+        keys,
         udp: args.udp,
         http: args.http,
         peers: args.peer.clone(),

@@ -2,9 +2,47 @@
 //! flags: each subsystem takes its own struct and never sees [`Cli`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{Cli, DEFAULT_OVERLAY_PORT};
+use super::args::{Cli, DEFAULT_OVERLAY_PORT, ENV_SWARM_KEY_FILE};
+use super::CliError;
+use crate::wire::sealed::{Keyring, DNS_WRITE_TOKEN};
+
+/// The swarm keyring from `--swarm-key-file` (or, when the flag is absent,
+/// `BTNODE_SWARM_KEY_FILE`); `None` when neither names a file: an open
+/// overlay and DNS. A file that cannot be read or holds a bad line fails
+/// the command (a typo must not silently run an open node).
+pub fn swarm_keys(flag: Option<&Path>) -> Result<Option<Arc<Keyring>>, CliError> {
+    let path: Option<PathBuf> = flag.map(Path::to_path_buf).or_else(|| {
+        std::env::var(ENV_SWARM_KEY_FILE)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| PathBuf::from(v.trim()))
+    });
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::Failed(format!("--swarm-key-file {}: {e}", path.display())))?;
+    let keys = Keyring::parse(&text)
+        .map_err(|e| CliError::Failed(format!("--swarm-key-file {}: {e}", path.display())))?;
+    log::info!(
+        "swarm key: {} key(s), sending with id {}",
+        keys.keys().len(),
+        crate::core::ids::to_hex(&keys.sending().id())
+    );
+    Ok(Some(Arc::new(keys)))
+}
+
+/// A fresh random key for `btnode keygen`, as its file line.
+pub fn keygen() -> Result<String, CliError> {
+    let mut bytes = [0u8; crate::wire::sealed::KEY_LEN];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| CliError::Failed(format!("no randomness from the OS: {e}")))?;
+    Ok(crate::wire::sealed::SwarmKey::new(bytes).to_hex())
+}
 
 /// Milliseconds from the environment variable `name` (unset, empty, 0 or
 /// not a number: `default`).
@@ -21,7 +59,11 @@ fn env_ms(name: &str, default: Duration) -> Duration {
 /// environment (BTNODE_GOSSIP_INTERVAL_MS, BTNODE_HEALTH_INTERVAL_MS,
 /// BTNODE_PROVIDER_TTL_MS, BTNODE_OVERLAY_PUSH=0), and bootstrap names
 /// resolved through `--dns` first, then the system resolver.
-pub fn overlay_config(c: &Cli, bind: IpAddr) -> crate::overlay::OverlayConfig {
+pub fn overlay_config(
+    c: &Cli,
+    bind: IpAddr,
+    keys: Option<Arc<Keyring>>,
+) -> crate::overlay::OverlayConfig {
     use crate::overlay::{OverlayConfig, Resolver};
     use std::net::ToSocketAddrs;
     let port = c.overlay_port.unwrap_or(DEFAULT_OVERLAY_PORT);
@@ -40,13 +82,14 @@ pub fn overlay_config(c: &Cli, bind: IpAddr) -> crate::overlay::OverlayConfig {
     cfg.resolver = Resolver::new(move |spec| {
         crate::dns::resolve_host_port(spec, dns, Duration::from_millis(800))
     });
+    cfg.keys = keys;
     cfg
 }
 
 /// `--dns-register NAME`: where to register (`--dns-http`, or the `--dns`
 /// host on port 8080); `None` (with a warning when a name was given but no
 /// service) when the node does not register.
-pub fn dns_registration(c: &Cli) -> Option<crate::dns::RegisterConfig> {
+pub fn dns_registration(c: &Cli, keys: Option<&Keyring>) -> Option<crate::dns::RegisterConfig> {
     let name = c.dns_register.clone()?;
     let http = c.dns_http.clone().or_else(|| {
         let host = c.dns.as_deref()?.rsplit_once(':')?.0.to_string();
@@ -56,5 +99,9 @@ pub fn dns_registration(c: &Cli) -> Option<crate::dns::RegisterConfig> {
         log::warn!("--dns-register needs --dns or --dns-http");
         return None;
     };
-    Some(crate::dns::RegisterConfig { name, http })
+    Some(crate::dns::RegisterConfig {
+        name,
+        http,
+        token: keys.map(|k| k.sending().token(DNS_WRITE_TOKEN)),
+    })
 }

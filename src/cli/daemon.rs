@@ -58,6 +58,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<(), CliError> {
         upload_rate_limit: args.upload_rate_limit,
         download_rate_limit: args.download_rate_limit,
         no_progress: true,
+        swarm_key_file: args.swarm_key_file.clone(),
         command: None,
     };
     let node = flags_config(&cli)?;

@@ -4,7 +4,7 @@
 
 use super::args::{
     ENV_BOOTSTRAP, ENV_DATA_DIR, ENV_DISCOVERY_MODE, ENV_DNS, ENV_DNS_HTTP, ENV_DNS_REGISTER,
-    ENV_OVERLAY_PORT, ENV_PORT, ENV_TORRENT,
+    ENV_OVERLAY_PORT, ENV_PORT, ENV_SWARM_KEY_FILE, ENV_TORRENT,
 };
 
 /// A node flag the environment may give, read only when the command line
@@ -39,6 +39,7 @@ const ENV_FLAGS: &[EnvFlag] = &[
     env_flag(ENV_DNS, "--dns", None),
     env_flag(ENV_DNS_REGISTER, "--dns-register", None),
     env_flag(ENV_DNS_HTTP, "--dns-http", None),
+    env_flag(ENV_SWARM_KEY_FILE, "--swarm-key-file", None),
 ];
 
 /// The flags to put in front of `args` for the variables set (blank counts

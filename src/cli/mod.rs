@@ -177,14 +177,15 @@ pub fn flags_config(cli: &Cli) -> Result<NodeConfig, CliError> {
         ));
     }
     let bind = cli.bind.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let keys = configs::swarm_keys(cli.swarm_key_file.as_deref())?;
     Ok(NodeConfig {
         torrent: cli.torrent.clone(),
         data_dir: cli.dir.clone().unwrap_or_else(|| PathBuf::from(".")),
         bind,
         peer_port: cli.port.unwrap_or(DEFAULT_PEER_PORT),
         peer_port_chosen: cli.port.is_some(),
-        overlay: configs::overlay_config(cli, bind),
-        dns_registration: configs::dns_registration(cli),
+        dns_registration: configs::dns_registration(cli, keys.as_deref()),
+        overlay: configs::overlay_config(cli, bind, keys),
         exit_on_complete: cli.exit_on_complete,
         discovery_mode,
         direct_peers: cli.peer.clone(),
@@ -248,6 +249,10 @@ pub fn run_cli(cli: Cli) -> Result<(), CliError> {
         }
         Some(Command::Lookup(args)) => commands::run_lookup(&args),
         Some(Command::Health(args)) => commands::run_health(&args),
+        Some(Command::Keygen(_)) => {
+            println!("{}", configs::keygen()?);
+            Ok(())
+        }
         Some(Command::Add(args)) => control::run_add(&args),
         Some(Command::List(args)) => control::run_list(&args),
         Some(Command::Pause(args)) => control::run_pause(&args),

@@ -11,6 +11,7 @@ use simple_dns::{Name, Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
 
 use super::api::{GossipBody, Shared};
 use crate::core::lww::now_ms;
+use crate::wire::sealed::{self, Context, Keyring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsClientError {
@@ -111,16 +112,27 @@ pub fn resolve_host_port(
     }
 }
 
-/// Registers (or refreshes) `name → ip` at the REST API `http` (HOST:PORT).
+/// `request` with `Authorization: Bearer TOKEN` when there is a token.
+fn with_token(request: minreq::Request, token: Option<&str>) -> minreq::Request {
+    match token {
+        Some(t) => request.with_header("Authorization", format!("Bearer {t}")),
+        None => request,
+    }
+}
+
+/// Registers (or refreshes) `name → ip` at the REST API `http` (HOST:PORT),
+/// with the write token of a keyed DNS when given.
 pub fn register(
     http: &str,
     name: &str,
     ip: IpAddr,
     ttl: u32,
     timeout: Duration,
+    token: Option<&str>,
 ) -> Result<(), DnsClientError> {
     let body = serde_json::json!({ "name": name, "ip": ip.to_string(), "ttl": ttl }).to_string();
-    let resp = minreq::post(format!("http://{http}/records"))
+    let post = minreq::post(format!("http://{http}/records"));
+    let resp = with_token(post, token)
         .with_header("Content-Type", "application/json")
         .with_body(body)
         .with_timeout(timeout.as_secs().max(1))
@@ -135,10 +147,47 @@ pub fn register(
     Ok(())
 }
 
-fn unregister(http: &str, name: &str, ip: IpAddr) {
-    let _ = minreq::delete(format!("http://{http}/records/{name}/{ip}"))
+fn unregister(http: &str, name: &str, ip: IpAddr, token: Option<&str>) {
+    let delete = minreq::delete(format!("http://{http}/records/{name}/{ip}"));
+    let _ = with_token(delete, token).with_timeout(2).send();
+}
+
+/// One gossip exchange with `peer`: our records out, theirs back; sealed
+/// both ways with a swarm key (the reply must answer our nonce).
+fn gossip_once(peer: &str, body: &[u8], keys: Option<&Keyring>) -> Result<GossipBody, String> {
+    let (sent, nonce) = match keys {
+        Some(k) => {
+            let nonce = sealed::fresh_nonce();
+            let ctx = Context::request(sealed::DNS_GOSSIP);
+            (k.seal(&ctx, body, now_ms(), nonce), nonce)
+        }
+        None => (body.to_vec(), [0; sealed::NONCE_LEN]),
+    };
+    let content_type = if keys.is_some() {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    let r = minreq::post(format!("http://{peer}/gossip"))
+        .with_header("Content-Type", content_type)
+        .with_body(sent)
         .with_timeout(2)
-        .send();
+        .send()
+        .map_err(|e| e.to_string())?;
+    if r.status_code != 200 {
+        return Err(format!("HTTP {}", r.status_code));
+    }
+    let payload = match keys {
+        Some(k) => {
+            let ctx = Context::reply(sealed::DNS_GOSSIP_REPLY, nonce);
+            k.open(&ctx, r.as_bytes())
+                .map_err(|e| format!("reply: {e}"))?
+                .payload
+                .to_vec()
+        }
+        None => r.as_bytes().to_vec(),
+    };
+    serde_json::from_slice(&payload).map_err(|e| format!("reply: {e}"))
 }
 
 /// Push–pull with every peer each interval, and at once after a change.
@@ -148,6 +197,7 @@ pub fn gossip_loop(
     interval: Duration,
     push: Receiver<()>,
     stop: Receiver<()>,
+    keys: Option<&Keyring>,
 ) {
     loop {
         crossbeam_channel::select! {
@@ -162,22 +212,14 @@ pub fn gossip_loop(
         })
         .expect("serializable");
         for peer in peers {
-            let resp = minreq::post(format!("http://{peer}/gossip"))
-                .with_header("Content-Type", "application/json")
-                .with_body(body.clone())
-                .with_timeout(2)
-                .send();
-            match resp {
-                Ok(r) if r.status_code == 200 => {
-                    if let Ok(theirs) = serde_json::from_slice::<GossipBody>(r.as_bytes()) {
-                        let now = now_ms();
-                        let mut recs = records.write();
-                        for rec in theirs.records.into_iter().take(super::records::MAX_RECORDS) {
-                            recs.merge(rec, now);
-                        }
+            match gossip_once(peer, body.as_bytes(), keys) {
+                Ok(theirs) => {
+                    let now = now_ms();
+                    let mut recs = records.write();
+                    for rec in theirs.records.into_iter().take(super::records::MAX_RECORDS) {
+                        recs.merge(rec, now);
                     }
                 }
-                Ok(r) => log::debug!("dns gossip {peer}: HTTP {}", r.status_code),
                 Err(e) => log::debug!("dns gossip {peer}: {e}"),
             }
         }
@@ -224,6 +266,8 @@ pub struct RegisterConfig {
     pub name: String,
     /// The DNS service's REST API, HOST:PORT.
     pub http: String,
+    /// A keyed DNS's write token (derived from the swarm key).
+    pub token: Option<String>,
 }
 
 /// `--dns-register NAME`: registers `overlay`'s address under `name` at the
@@ -232,7 +276,7 @@ pub struct RegisterConfig {
 pub fn register_self(config: &RegisterConfig, overlay: SocketAddr) -> Option<Registration> {
     const TTL: u32 = 30;
     const REFRESH: Duration = Duration::from_secs(10);
-    let RegisterConfig { name, http } = config.clone();
+    let RegisterConfig { name, http, token } = config.clone();
     let towards = http.to_socket_addrs().ok()?.next()?;
     let ip = reachable_ip(overlay.ip(), towards)?;
     let (stop, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -240,7 +284,14 @@ pub fn register_self(config: &RegisterConfig, overlay: SocketAddr) -> Option<Reg
         .name("dns-register".into())
         .spawn(move || {
             loop {
-                match register(&http, &name, ip, TTL, Duration::from_secs(2)) {
+                match register(
+                    &http,
+                    &name,
+                    ip,
+                    TTL,
+                    Duration::from_secs(2),
+                    token.as_deref(),
+                ) {
                     Ok(()) => log::debug!("registered {name} -> {ip} at {http}"),
                     Err(e) => log::warn!("cannot register {name} at {http}: {e}"),
                 }
@@ -250,7 +301,7 @@ pub fn register_self(config: &RegisterConfig, overlay: SocketAddr) -> Option<Reg
                     break;
                 }
             }
-            unregister(&http, &name, ip);
+            unregister(&http, &name, ip, token.as_deref());
         })
         .ok()?;
     Some(Registration {

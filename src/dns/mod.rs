@@ -11,18 +11,20 @@ pub mod records;
 pub mod server;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::core::lww::now_ms;
 use crate::runtime::http::{self, HttpError, Request, RequestLimits, Response};
 use crate::runtime::listener::{Limits, Service};
 pub use client::{register_self, resolve, resolve_host_port, RegisterConfig};
 use records::Records;
+
+use crate::wire::sealed::{self, Context, Keyring, ReplayGuard};
 
 /// REST connections (and threads) served at once; a quarter per address.
 const HTTP_CONNECTIONS: usize = 64;
@@ -38,6 +40,17 @@ pub struct DnsOptions {
     pub gossip_interval: Duration,
     /// Only names under this suffix are ours (NXDOMAIN); others are REFUSED.
     pub zone: Option<String>,
+    /// The swarm key: gossip bodies are sealed both ways, and `POST` /
+    /// `DELETE /records` need `Authorization: Bearer TOKEN` with the token
+    /// derived from a key of the ring (docs/DNS.md). `None`: open.
+    pub keys: Option<Arc<Keyring>>,
+}
+
+/// What the REST front checks with a swarm key.
+struct Guard {
+    keys: Arc<Keyring>,
+    replay: Mutex<ReplayGuard>,
+    failures: Arc<AtomicU64>,
 }
 
 /// A running DNS service.
@@ -48,6 +61,7 @@ pub struct DnsServer {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     gossip_stop: Option<crossbeam_channel::Sender<()>>,
+    auth_failures: Arc<AtomicU64>,
 }
 
 impl DnsServer {
@@ -75,22 +89,36 @@ impl DnsServer {
             deadline: HTTP_DEADLINE,
             ..RequestLimits::default()
         };
+        let auth_failures = Arc::new(AtomicU64::new(0));
+        let guard = opts.keys.clone().map(|keys| Guard {
+            keys,
+            replay: Mutex::new(ReplayGuard::default()),
+            failures: auth_failures.clone(),
+        });
         let (r, push) = (records.clone(), push_tx);
         let http = http::serve(
             listener,
             "dns-http",
             Limits::new(HTTP_CONNECTIONS),
             request,
-            move |req, _| serve_http(req, &r, &push),
+            move |req, _| serve_http(req, &r, &push, guard.as_ref()),
         )?;
         {
             let peers = opts.peers.clone();
             let interval = opts.gossip_interval;
+            let keys = opts.keys.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name("dns-gossip".into())
                     .spawn(move || {
-                        client::gossip_loop(&peers, &records, interval, push_rx, gossip_stop_rx)
+                        client::gossip_loop(
+                            &peers,
+                            &records,
+                            interval,
+                            push_rx,
+                            gossip_stop_rx,
+                            keys.as_deref(),
+                        )
                     })?,
             );
         }
@@ -101,7 +129,14 @@ impl DnsServer {
             stop,
             threads,
             gossip_stop: Some(gossip_stop),
+            auth_failures,
         })
+    }
+
+    /// Requests refused for want of the swarm key: gossip bodies that did
+    /// not open (or were stale or replayed), writes without the token.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
     }
 
     pub fn shutdown(mut self) {
@@ -118,11 +153,89 @@ impl DnsServer {
     }
 }
 
+fn refused(why: &str) -> api::Outcome {
+    api::Outcome {
+        status: 401,
+        body: serde_json::json!({ "error": why }).to_string(),
+        changed: false,
+    }
+}
+
+/// True for the requests that change records from outside (`POST
+/// /records`, `DELETE /records/…`): with a key they need the token.
+fn is_write(method: &str, path: &str) -> bool {
+    let records = path == "/records" || path.starts_with("/records/");
+    records && (method == "POST" || method == "DELETE")
+}
+
+/// A keyed server's answer to `req`: writes checked for the token, gossip
+/// opened (and checked fresh) before it is parsed, and the gossip reply
+/// sealed to the request's nonce. `None`: the request is not keyed
+/// business, handle it as usual.
+fn serve_keyed(req: &Request, records: &api::Shared, guard: &Guard) -> Option<Response> {
+    let path = req.path();
+    let refuse = |why: &str| {
+        guard.failures.fetch_add(1, Ordering::Relaxed);
+        let o = refused(why);
+        Response {
+            status: o.status,
+            content_type: "application/json",
+            body: o.body.into_bytes(),
+        }
+    };
+    if is_write(&req.method, path) {
+        let token = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = token.is_some_and(|t| guard.keys.accepts_token(sealed::DNS_WRITE_TOKEN, t));
+        if !ok {
+            return Some(refuse(
+                "writes need Authorization: Bearer TOKEN, the token derived from the swarm key",
+            ));
+        }
+        return None;
+    }
+    if !(req.method == "POST" && path == "/gossip") {
+        return None;
+    }
+    let ctx = Context::request(sealed::DNS_GOSSIP);
+    let opened = match guard.keys.open(&ctx, &req.body) {
+        Ok(o) => o,
+        Err(e) => return Some(refuse(&format!("gossip: {e}"))),
+    };
+    let fresh = guard
+        .replay
+        .lock()
+        .check(opened.timestamp_ms, opened.nonce, now_ms());
+    if let Err(e) = fresh {
+        return Some(refuse(&format!("gossip: {e}")));
+    }
+    let outcome = api::handle("POST", "/gossip", opened.payload, records, now_ms());
+    let reply_ctx = Context::reply(sealed::DNS_GOSSIP_REPLY, opened.nonce);
+    let body = guard.keys.seal(
+        &reply_ctx,
+        outcome.body.as_bytes(),
+        now_ms(),
+        sealed::fresh_nonce(),
+    );
+    Some(Response {
+        status: outcome.status,
+        content_type: "application/octet-stream",
+        body,
+    })
+}
+
 fn serve_http(
     req: Result<Request, &HttpError>,
     records: &api::Shared,
     push: &crossbeam_channel::Sender<()>,
+    guard: Option<&Guard>,
 ) -> Response {
+    if let (Ok(req), Some(guard)) = (&req, guard) {
+        if let Some(resp) = serve_keyed(req, records, guard) {
+            return resp;
+        }
+    }
     let (outcome, path) = match req {
         Ok(req) => (
             api::handle(&req.method, req.path(), &req.body, records, now_ms()),

@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 
 use super::handler::{add_members, merge_all, SYNC_MEMBERS};
 use super::membership::SyncPlan;
-use super::rpc::request;
+use super::rpc::request_with;
 use super::service::{Inner, LOOKUP_FANOUT};
 use super::store::ProviderMeta;
 use crate::core::lww::now_ms;
@@ -33,7 +33,13 @@ impl Inner {
         std::thread::scope(|s| {
             for t in targets {
                 s.spawn(move || {
-                    match request(t, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                    match request_with(
+                        t,
+                        msg,
+                        self.cfg.rpc_timeout,
+                        Some(&self.counters),
+                        self.cfg.keys.as_deref(),
+                    ) {
                         Ok(Message::Ok { observed }) => {
                             self.learn_me(observed);
                             self.members.lock().heard(t, Instant::now());
@@ -64,7 +70,13 @@ impl Inner {
                 .map(|&a| {
                     let msg = &msg;
                     s.spawn(move || {
-                        match request(a, msg, self.cfg.rpc_timeout, Some(&self.counters)) {
+                        match request_with(
+                            a,
+                            msg,
+                            self.cfg.rpc_timeout,
+                            Some(&self.counters),
+                            self.cfg.keys.as_deref(),
+                        ) {
                             Ok(Message::Providers { providers, .. }) => providers,
                             _ => vec![],
                         }
@@ -122,7 +134,13 @@ impl Inner {
             members,
             full: with_entries && plan == SyncPlan::Full,
         };
-        match request(peer, &msg, self.cfg.gossip_timeout, Some(&self.counters)) {
+        match request_with(
+            peer,
+            &msg,
+            self.cfg.gossip_timeout,
+            Some(&self.counters),
+            self.cfg.keys.as_deref(),
+        ) {
             Ok(Message::SyncReply {
                 digest: theirs,
                 entries,

@@ -199,6 +199,7 @@ impl Handler<'_> {
                 bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
                 bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
                 messages: self.counters.messages.load(Ordering::Relaxed),
+                auth_failures: self.counters.auth_failures.load(Ordering::Relaxed),
             },
             _ => error("unexpected message type"),
         };

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::handler::add_members;
-use super::rpc::request;
+use super::rpc::request_with;
 use super::service::Inner;
 use crate::core::lww::now_ms;
 use crate::wire::overlay::{Message, MAX_TTL};
@@ -68,9 +68,13 @@ impl Inner {
                 let ping = Message::Ping {
                     overlay_port: Some(self.port),
                 };
-                if let Ok(Message::Pong { observed }) =
-                    request(*peer, &ping, self.cfg.rpc_timeout, Some(&self.counters))
-                {
+                if let Ok(Message::Pong { observed }) = request_with(
+                    *peer,
+                    &ping,
+                    self.cfg.rpc_timeout,
+                    Some(&self.counters),
+                    self.cfg.keys.as_deref(),
+                ) {
                     self.learn_me(observed);
                     self.members.lock().heard(*peer, Instant::now());
                 }
@@ -80,9 +84,13 @@ impl Inner {
                 let ask = Message::Members {
                     ttl: MAX_TTL - depth,
                 };
-                if let Ok(Message::MemberList { members }) =
-                    request(*peer, &ask, self.cfg.rpc_timeout, Some(&self.counters))
-                {
+                if let Ok(Message::MemberList { members }) = request_with(
+                    *peer,
+                    &ask,
+                    self.cfg.rpc_timeout,
+                    Some(&self.counters),
+                    self.cfg.keys.as_deref(),
+                ) {
                     add_members(&self.members, &members);
                     next.extend(members.into_iter().filter(|a| seen.insert(*a)));
                 }
@@ -111,7 +119,13 @@ impl Inner {
                 if self.stopped() {
                     return;
                 }
-                match request(m, &ping, self.cfg.rpc_timeout, Some(&self.counters)) {
+                match request_with(
+                    m,
+                    &ping,
+                    self.cfg.rpc_timeout,
+                    Some(&self.counters),
+                    self.cfg.keys.as_deref(),
+                ) {
                     Ok(Message::Pong { observed }) => {
                         self.learn_me(observed);
                         self.members.lock().heard(m, Instant::now());

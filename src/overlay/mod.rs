@@ -29,6 +29,8 @@ pub use rpc::RequestError;
 pub use service::{Overlay, OverlayError};
 pub use store::ProviderMeta;
 
+use crate::wire::sealed::Keyring;
+
 /// Turns a bootstrap `HOST:PORT` into addresses; asked again on every
 /// discovery round, so a name can point at whichever members are alive.
 #[derive(Clone)]
@@ -83,6 +85,10 @@ pub struct OverlayConfig {
     pub fanout: usize,
     /// Push news at once (otherwise only periodic gossip rounds).
     pub push: bool,
+    /// The swarm key (`--swarm-key-file`): with one, every frame in and
+    /// out is sealed, and one that does not open is dropped unparsed.
+    /// `None`: an open overlay.
+    pub keys: Option<Arc<Keyring>>,
 }
 
 impl OverlayConfig {
@@ -103,6 +109,7 @@ impl OverlayConfig {
             gossip_timeout: Duration::from_millis(1200),
             fanout: 3,
             push: true,
+            keys: None,
         }
     }
 }

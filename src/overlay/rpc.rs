@@ -7,15 +7,21 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::io::Write;
+
+use crate::core::lww::now_ms;
 use crate::runtime::listener::{Deadline, Timed};
 use crate::wire::overlay::{self as wire, FrameError, Message};
+use crate::wire::sealed::{self, Context, Keyring, SealError};
 
-/// Bytes and messages in and out (the `stats` reply).
+/// Bytes and messages in and out (the `stats` reply), and frames dropped
+/// because they did not open under the swarm key.
 #[derive(Default)]
 pub struct Counters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub messages: AtomicU64,
+    pub auth_failures: AtomicU64,
 }
 
 /// Why a request to an overlay node got no reply, by what the user can do
@@ -31,9 +37,13 @@ pub enum RequestError {
     /// The other side closed (or reset) the connection before a whole reply.
     #[error(
         "the node closed the connection without answering (busy, shutting down, \
-         or not an overlay node)"
+         not an overlay node, or a keyed overlay that needs --swarm-key-file)"
     )]
     Closed,
+    /// We hold a swarm key and the reply did not open under it (a keyless
+    /// node, another swarm's key, or a forged reply).
+    #[error("the reply is not sealed with our swarm key ({0})")]
+    Unauthenticated(SealError),
     /// Bytes came back that are not an overlay frame.
     #[error("not an overlay node: it answered something that is not an overlay message ({0})")]
     NotOverlay(FrameError),
@@ -56,8 +66,24 @@ impl RequestError {
     fn from_frame(e: FrameError, timeout: Duration) -> RequestError {
         match e {
             FrameError::Io(e) => RequestError::from_io(e, timeout),
+            FrameError::Sealed(e) => RequestError::Unauthenticated(e),
             other => RequestError::NotOverlay(other),
         }
+    }
+}
+
+/// Where a request goes and how: the deadline, the counters it adds to,
+/// and the swarm key it is sealed with (none: an open overlay).
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub timeout: Duration,
+    pub counters: Option<&'a Counters>,
+    pub keys: Option<&'a Keyring>,
+}
+
+impl Client<'_> {
+    pub fn request(&self, addr: SocketAddr, msg: &Message) -> Result<Message, RequestError> {
+        request_with(addr, msg, self.timeout, self.counters, self.keys)
     }
 }
 
@@ -68,6 +94,18 @@ pub fn request(
     msg: &Message,
     timeout: Duration,
     counters: Option<&Counters>,
+) -> Result<Message, RequestError> {
+    request_with(addr, msg, timeout, counters, None)
+}
+
+/// [`request`], sealed with `keys` when given: the request under
+/// `OVERLAY_REQUEST`, and the reply must open as the reply to its nonce.
+pub fn request_with(
+    addr: SocketAddr,
+    msg: &Message,
+    timeout: Duration,
+    counters: Option<&Counters>,
+    keys: Option<&Keyring>,
 ) -> Result<Message, RequestError> {
     let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
@@ -81,11 +119,31 @@ pub fn request(
     let deadline = Deadline::after(timeout);
     let io = |e| RequestError::from_io(e, timeout);
     stream.set_nodelay(true).map_err(io)?;
-    let sent =
-        wire::write_frame(&mut BufWriter::new(Timed::new(&stream, deadline)), msg).map_err(io)?;
+    let mut writer = BufWriter::new(Timed::new(&stream, deadline));
     let mut reader = BufReader::new(Timed::new(&stream, deadline));
-    let (reply, got) =
-        wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
+    let (reply, sent, got) = match keys {
+        None => {
+            let sent = wire::write_frame(&mut writer, msg).map_err(io)?;
+            let (reply, got) =
+                wire::read_frame(&mut reader).map_err(|e| RequestError::from_frame(e, timeout))?;
+            (reply, sent, got)
+        }
+        Some(keys) => {
+            let nonce = sealed::fresh_nonce();
+            let ctx = Context::request(sealed::OVERLAY_REQUEST);
+            let bytes = wire::encode_sealed(msg, keys, &ctx, now_ms(), nonce);
+            writer
+                .write_all(&bytes)
+                .and_then(|()| writer.flush())
+                .map_err(io)?;
+            let frame = |e| RequestError::from_frame(e, timeout);
+            let body = wire::read_raw_frame(&mut reader).map_err(frame)?;
+            let reply_ctx = Context::reply(sealed::OVERLAY_REPLY, nonce);
+            let opened = wire::open_sealed(&body, keys, &reply_ctx).map_err(frame)?;
+            let reply = Message::decode_body(opened.payload).map_err(frame)?;
+            (reply, bytes.len(), 4 + body.len())
+        }
+    };
     if let Some(c) = counters {
         c.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
         c.bytes_in.fetch_add(got as u64, Ordering::Relaxed);

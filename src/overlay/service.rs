@@ -25,13 +25,14 @@ use parking_lot::{Mutex, RwLock};
 
 use super::handler::Handler;
 use super::membership::Members;
-pub use super::rpc::{request, Counters, RequestError};
+pub use super::rpc::{request, request_with, Counters, RequestError};
 use super::store::{ProviderMeta, Store};
 use super::OverlayConfig;
 use crate::core::lww::now_ms;
 use crate::core::{InfoHash, PeerId};
 use crate::runtime::listener::{self, Deadline, Limits, Service, Timed};
 use crate::wire::overlay::{self as wire, FrameError, Message};
+use crate::wire::sealed::{self, Context, Keyring, ReplayGuard};
 
 /// Most connection threads serving requests at once; more are refused.
 pub const MAX_CONNECTIONS: usize = 128;
@@ -69,6 +70,9 @@ pub(super) struct Inner {
     pub(super) stop: AtomicBool,
     /// Wakes the gossip loop for a push round (bounded 1: news coalesces).
     pub(super) push: Sender<()>,
+    /// Freshness of sealed requests (with a swarm key); taken alone, for
+    /// one check.
+    pub(super) replay: Mutex<ReplayGuard>,
 }
 
 pub struct Overlay {
@@ -109,6 +113,7 @@ impl Overlay {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             push: push_tx,
+            replay: Mutex::new(ReplayGuard::default()),
             cfg,
         });
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -230,6 +235,12 @@ impl Overlay {
         )
     }
 
+    /// Frames dropped because they did not open under the swarm key, were
+    /// stale or replayed (always 0 without a key).
+    pub fn auth_failures(&self) -> u64 {
+        self.inner.counters.auth_failures.load(Ordering::Relaxed)
+    }
+
     /// Stops and joins every overlay thread, waiting at most
     /// [`SHUTDOWN_GRACE`] for the background loops (a thread still inside
     /// a request past it is logged and left to end with the process);
@@ -293,6 +304,9 @@ impl Inner {
 
     /// One request and its reply, all under [`REQUEST_DEADLINE`].
     fn serve(&self, stream: &TcpStream, from: SocketAddr) -> Result<(), FrameError> {
+        if let Some(keys) = self.cfg.keys.clone() {
+            return self.serve_sealed(stream, from, &keys);
+        }
         let mut io = Timed::new(stream, Deadline::after(REQUEST_DEADLINE));
         let (msg, got) = match wire::read_frame(&mut io) {
             Ok(x) => x,
@@ -317,6 +331,60 @@ impl Inner {
         self.counters
             .bytes_out
             .fetch_add(sent as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Inner::serve`] in a keyed overlay: the request must open under a
+    /// key of the ring and be fresh (timestamp window, nonce not seen),
+    /// all before a byte of it is parsed; otherwise it is counted and the
+    /// connection closed unanswered (a stranger learns nothing, not even
+    /// why). The reply is sealed and bound to the request's nonce.
+    fn serve_sealed(
+        &self,
+        stream: &TcpStream,
+        from: SocketAddr,
+        keys: &Keyring,
+    ) -> Result<(), FrameError> {
+        use std::io::Write;
+        let mut io = Timed::new(stream, Deadline::after(REQUEST_DEADLINE));
+        let body = wire::read_raw_frame(&mut io)?;
+        let fail = |e: FrameError| {
+            self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+            e
+        };
+        let ctx = Context::request(sealed::OVERLAY_REQUEST);
+        let opened = wire::open_sealed(&body, keys, &ctx).map_err(fail)?;
+        let fresh = self
+            .replay
+            .lock()
+            .check(opened.timestamp_ms, opened.nonce, now_ms());
+        fresh.map_err(|e| fail(e.into()))?;
+        self.counters
+            .bytes_in
+            .fetch_add(4 + body.len() as u64, Ordering::Relaxed);
+        self.counters.messages.fetch_add(1, Ordering::Relaxed);
+        let (reply, news) = match Message::decode_body(opened.payload) {
+            Ok(msg) => {
+                let answer = self.with_handler(|h| h.handle(msg, from));
+                (answer.reply, answer.news)
+            }
+            Err(e) => (
+                Message::Error {
+                    message: e.to_string(),
+                },
+                false,
+            ),
+        };
+        if news {
+            self.signal_push();
+        }
+        let reply_ctx = Context::reply(sealed::OVERLAY_REPLY, opened.nonce);
+        let bytes = wire::encode_sealed(&reply, keys, &reply_ctx, now_ms(), sealed::fresh_nonce());
+        io.write_all(&bytes)?;
+        io.flush()?;
+        self.counters
+            .bytes_out
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{InfoHash, PeerId};
+use crate::wire::sealed::{self, Context, Keyring, Nonce, SealError};
 
 /// Largest frame accepted (a gossip delta of a few thousand entries).
 pub const MAX_FRAME: u32 = 1 << 20;
@@ -165,6 +166,10 @@ pub enum Message {
         bytes_in: u64,
         bytes_out: u64,
         messages: u64,
+        /// Frames dropped because they did not open under the swarm key
+        /// (or were stale or replayed).
+        #[serde(default)]
+        auth_failures: u64,
     },
     Error {
         message: String,
@@ -181,6 +186,8 @@ pub enum FrameError {
     Json(#[from] serde_json::Error),
     #[error("invalid field: {0}")]
     Invalid(&'static str),
+    #[error("not authenticated: {0}")]
+    Sealed(#[from] SealError),
 }
 
 fn check_provider(p: &ProviderMeta) -> Result<(), FrameError> {
@@ -252,6 +259,52 @@ pub fn read_frame(r: &mut impl Read) -> Result<(Message, usize), FrameError> {
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)?;
     Ok((Message::decode_body(&body)?, 4 + len as usize))
+}
+
+/// Reads one frame's body without decoding it (a sealed frame is opened
+/// before a byte of it is parsed); refuses one longer than a sealed
+/// [`MAX_FRAME`] before reading it.
+pub fn read_raw_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME + sealed::OVERHEAD as u32 {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// A sealed frame: the length prefix, then `m`'s JSON sealed under the
+/// ring's sending key (see `wire::sealed` and docs/OVERLAY.md).
+pub fn encode_sealed(
+    m: &Message,
+    keys: &Keyring,
+    ctx: &Context,
+    now_ms: u64,
+    nonce: Nonce,
+) -> Vec<u8> {
+    let body = serde_json::to_vec(m).expect("messages always serialize");
+    let sealed = keys.seal(ctx, &body, now_ms, nonce);
+    let mut out = Vec::with_capacity(4 + sealed.len());
+    out.extend_from_slice(&(sealed.len() as u32).to_be_bytes());
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens a sealed frame body and decodes its message; freshness (the
+/// replay guard) is the caller's, between the two when it needs it.
+pub fn open_sealed<'a>(
+    body: &'a [u8],
+    keys: &Keyring,
+    ctx: &Context,
+) -> Result<sealed::Opened<'a>, FrameError> {
+    let opened = keys.open(ctx, body)?;
+    if opened.payload.len() > MAX_FRAME as usize {
+        return Err(FrameError::TooLarge(opened.payload.len() as u32));
+    }
+    Ok(opened)
 }
 
 pub fn write_frame(w: &mut impl Write, m: &Message) -> io::Result<usize> {
