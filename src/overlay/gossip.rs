@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::handler::{add_members, merge_all, SYNC_MEMBERS};
+use super::handler::{add_members, merge_relayed, SYNC_MEMBERS};
 use super::membership::SyncPlan;
 use super::rpc::request_with;
 use super::service::{Inner, LOOKUP_FANOUT};
@@ -148,7 +148,7 @@ impl Inner {
             }) => {
                 self.members.lock().heard(peer, Instant::now());
                 add_members(&self.members, &members);
-                let changed = merge_all(&self.store, entries);
+                let changed = merge_relayed(&self.store, entries, self.cfg.keys.is_some());
                 let ours = self.store.read().digest(now_ms());
                 let agree = ours == theirs;
                 self.members.lock().synced(&peer, seq, agree, sent);

@@ -32,6 +32,34 @@ pub struct Handler<'a> {
     pub counters: &'a Counters,
     /// Asks a few members for providers of a torrent (at most `limit`).
     pub ask_members: &'a dyn Fn(InfoHash, usize) -> Vec<ProviderMeta>,
+    /// A keyed overlay: relayed entries must be bound to their origin
+    /// ([`bound_to_origin`]) and lookups list only providers whose origin
+    /// is vouched for ([`Members::vouched`]).
+    pub origin_bound: bool,
+}
+
+/// A relayed entry (sync, sync reply, a forwarded lookup's answer) in a
+/// keyed overlay: it names the overlay node it was announced through, and
+/// the provider is on that node's host. The node that took the announce
+/// bound both to the connection's source address, so an honest entry
+/// always passes; a member inventing providers for other hosts does not.
+pub fn bound_to_origin(meta: &ProviderMeta) -> bool {
+    meta.overlay.is_some_and(|o| o.ip() == meta.addr.ip())
+}
+
+/// [`merge_all`] of relayed entries: in a keyed overlay (`origin_bound`)
+/// only those [`bound_to_origin`].
+pub fn merge_relayed(
+    store: &RwLock<Store>,
+    entries: impl IntoIterator<Item = Entry>,
+    origin_bound: bool,
+) -> bool {
+    merge_all(
+        store,
+        entries
+            .into_iter()
+            .filter(|e| !origin_bound || bound_to_origin(&e.meta)),
+    )
 }
 
 /// An answer, and whether the store learnt something worth pushing on.
@@ -68,20 +96,36 @@ pub fn error(message: &str) -> Message {
 }
 
 impl Handler<'_> {
+    /// The store's providers of `info_hash`; in a keyed overlay only those
+    /// announced here directly (no origin) or through a vouched member.
+    fn local(&self, info_hash: &InfoHash, limit: usize) -> Vec<ProviderMeta> {
+        if !self.origin_bound {
+            return self.store.read().providers(info_hash, now_ms(), limit);
+        }
+        // Members first, alone, then the store (the lock order).
+        let vouched = self.members.lock().vouched();
+        let all = self.store.read().providers(info_hash, now_ms(), MAX_LIMIT);
+        all.into_iter()
+            .filter(|p| p.overlay.is_none_or(|o| vouched.contains(&o)))
+            .take(limit)
+            .collect()
+    }
+
     /// Providers of `info_hash`: the store, then (when it holds fewer than
     /// `limit`) what `ask_members` finds, merged; newest first.
     pub fn lookup(&self, info_hash: InfoHash, limit: usize) -> (Vec<ProviderMeta>, bool) {
         let limit = limit.clamp(1, MAX_LIMIT);
-        let local = self.store.read().providers(&info_hash, now_ms(), limit);
+        let local = self.local(&info_hash, limit);
         if local.len() >= limit {
             return (local, false);
         }
         let found = (self.ask_members)(info_hash, limit);
-        let news = merge_all(
+        let news = merge_relayed(
             self.store,
             found.into_iter().map(|meta| Entry { info_hash, meta }),
+            self.origin_bound,
         );
-        let providers = self.store.read().providers(&info_hash, now_ms(), limit);
+        let providers = self.local(&info_hash, limit);
         (providers, news)
     }
 
@@ -130,7 +174,7 @@ impl Handler<'_> {
             } => {
                 let limit = limit.clamp(1, MAX_LIMIT);
                 let providers = if local_only {
-                    self.store.read().providers(&info_hash, now_ms(), limit)
+                    self.local(&info_hash, limit)
                 } else {
                     let (providers, found) = self.lookup(info_hash, limit);
                     news = found;
@@ -151,7 +195,7 @@ impl Handler<'_> {
                 let peer = SocketAddr::new(from.ip(), overlay_port);
                 self.members.lock().heard(peer, now);
                 add_members(self.members, &members);
-                news = merge_all(self.store, entries);
+                news = merge_relayed(self.store, entries, self.origin_bound);
                 let (seq, digest) = {
                     let store = self.store.read();
                     (store.seq(), store.digest(now_ms()))
@@ -244,6 +288,7 @@ mod tests {
                 members: &self.members,
                 counters: &self.counters,
                 ask_members: ask,
+                origin_bound: false,
             }
         }
 
@@ -284,6 +329,62 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A keyed overlay: a sync entry whose provider is not on its origin's
+    /// host is not merged, and one whose origin is not a member that spoke
+    /// to us itself is kept (it may be vouched for later) but not listed.
+    #[test]
+    fn keyed_sync_entries_are_bound_to_their_origin() {
+        let f = fixture();
+        let handler = Handler {
+            origin_bound: true,
+            ..f.handler(&nobody)
+        };
+        let entry = |a: &str, o: Option<&str>| Entry {
+            info_hash: H,
+            meta: ProviderMeta {
+                addr: addr(a),
+                peer_id: PeerId([1; 20]),
+                left: 0,
+                last_seen: now_ms(),
+                gone: false,
+                overlay: o.map(addr),
+            },
+        };
+        let sync = Message::Sync {
+            overlay_port: 6000,
+            digest: 0,
+            entries: vec![
+                entry("10.0.0.2:6881", Some("10.0.0.2:6000")),
+                entry("10.0.0.3:6881", Some("10.0.0.2:6000")),
+                entry("10.0.0.4:6881", None),
+                entry("10.0.0.5:6881", Some("10.0.0.5:6000")),
+            ],
+            members: vec![addr("10.0.0.5:6000")],
+            full: false,
+        };
+        // The sender, 10.0.0.2:6000, is heard; 10.0.0.5 only named.
+        let _ = handler.handle(sync, addr("10.0.0.2:40000"));
+        assert_eq!(f.store.read().len(), 2, "unbound entries were merged");
+        let listed: Vec<SocketAddr> = handler.local(&H, 10).iter().map(|p| p.addr).collect();
+        assert_eq!(listed, vec![addr("10.0.0.2:6881")]);
+        // Once 10.0.0.5 answers us itself, its provider is listed.
+        f.members
+            .lock()
+            .heard(addr("10.0.0.5:6000"), Instant::now());
+        assert_eq!(handler.local(&H, 10).len(), 2);
+        // An open overlay keeps today's behaviour: everything merges.
+        let open = fixture();
+        let sync = Message::Sync {
+            overlay_port: 6000,
+            digest: 0,
+            entries: vec![entry("10.0.0.3:6881", Some("10.0.0.2:6000"))],
+            members: vec![],
+            full: false,
+        };
+        let _ = open.handle(sync, addr("10.0.0.2:40000"));
+        assert_eq!(lookup(&open, 10).len(), 1);
     }
 
     #[test]

@@ -132,6 +132,18 @@ impl Members {
         self.map.keys().copied().collect()
     }
 
+    /// Members that talked to us or answered us themselves (not only
+    /// named by someone else's list), and ourselves: in a keyed overlay
+    /// the origins a provider may be served for.
+    pub fn vouched(&self) -> Vec<SocketAddr> {
+        let heard = self
+            .map
+            .iter()
+            .filter(|(_, m)| m.last_heard.is_some())
+            .map(|(a, _)| *a);
+        heard.chain(self.me).collect()
+    }
+
     /// Up to `n` distinct members chosen at random.
     pub fn sample(&mut self, n: usize) -> Vec<SocketAddr> {
         let mut all = self.all();

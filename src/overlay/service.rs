@@ -299,6 +299,7 @@ impl Inner {
             members: &self.members,
             counters: &self.counters,
             ask_members: &ask,
+            origin_bound: self.cfg.keys.is_some(),
         })
     }
 
