@@ -329,6 +329,14 @@ fn main() {
         let mut f = (body.len() as u32).to_be_bytes().to_vec();
         f.extend_from_slice(body.as_bytes());
         write(&out, "overlay_frame", &format!("m{i}"), &f);
+        // The same messages sealed under the fuzz target's sending key.
+        use btnode::wire::sealed::{Context, Keyring, SwarmKey, OVERLAY_REQUEST};
+        let ring = Keyring::new(vec![SwarmKey::new([1; 32]), SwarmKey::new([2; 32])]).expect("ring");
+        let ctx = Context::request(OVERLAY_REQUEST);
+        let sealed = ring.seal(&ctx, body.as_bytes(), 1_800_000_000_000, [i as u8; 16]);
+        let mut f = (sealed.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&sealed);
+        write(&out, "sealed_frame", &format!("m{i}"), &f);
     }
 
     // DNS: queries, and REST requests (method byte, path, newline, body)
