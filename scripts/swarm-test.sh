@@ -49,6 +49,11 @@ make_data() {
   mkdir -p "$work/state-$1"
   export BTNODE_DATA=$data BTNODE_STATE=$work/state-$1
 }
+# The swarm key, a Docker secret in compose.yaml; the same variable makes
+# this script's own `btnode lookup` calls keyed.
+"$bin" keygen > "$work/swarm.key"
+chmod 600 "$work/swarm.key"
+export BTNODE_SWARM_KEY_FILE=$work/swarm.key
 project=btnodetest$$
 # The seeder daemon's API on the host's loopback: a free port, not 8900.
 SEEDER_API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -176,6 +181,14 @@ project_ps() { docker ps -q --filter "label=com.docker.compose.project=$project"
 all_healthy() { [ "$(project_ps --filter health=healthy | wc -l)" -eq "$(project_ps | wc -l)" ]; }
 poll_until 60 "not every container is healthy" all_healthy
 echo "   every container reports healthy ($(project_ps | wc -l))"
+# Keyed: the seeder's overlay answers a lookup with the key and drops one
+# without it (no reply at all).
+seeder_ip=$(ip_of "$(cids seeder)")
+[ -n "$(lookup_at "$seeder_ip")" ] || fail "no keyed lookup answer at the seeder"
+if BTNODE_SWARM_KEY_FILE= "$bin" lookup "$ih" --at "$seeder_ip:6000" >/dev/null 2>&1; then
+  fail "a keyless lookup was answered"
+fi
+echo "   the overlay answers keyed lookups and drops keyless ones"
 # The seeder is a daemon: its API (token from the state it keeps on the
 # host) lists the torrent as seeding, and the dashboard is served.
 api=127.0.0.1:$SEEDER_API_PORT
