@@ -4,20 +4,46 @@
 # time from an announce at one node until every node's own store has it
 # (with push, and with push disabled = pure periodic gossip, in rounds),
 # lookup latency p50/p99, steady-state gossip bytes per node per second,
-# and memory per node (RssAnon). Every process it starts is stopped by PID.
+# memory per node (RssAnon) and CPU per node in the steady state; each
+# size without a swarm key and with one (every frame sealed, HMAC-SHA256:
+# docs/OVERLAY.md), so the table shows what the key costs. Every process it
+# starts is stopped by PID.
 #   scripts/overlay-bench.sh [N ...]   (default 10 50 100)
+#   BENCH_KEYS="none key" (default; "none" or "key" for one of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 BIN=$PWD/target/release/btnode python3 - "${@:-10 50 100}" <<'PY'
-import json, os, random, socket, struct, subprocess, sys, time
+import hashlib, hmac, json, os, random, socket, struct, subprocess, sys, tempfile, time
 
 BIN = os.environ["BIN"]
 GOSSIP_S = 8.0
+TICK = os.sysconf("SC_CLK_TCK")
 sizes = [int(x) for a in sys.argv[1:] for x in a.split()]
+modes = os.environ.get("BENCH_KEYS", "none key").split()
+KEY = None  # the swarm key's bytes while a keyed overlay runs
+
+def tag(key, label, bound, signed):
+    m = hmac.new(key, bytes([len(label)]) + label + bound, hashlib.sha256)
+    m.update(signed)
+    return m.digest()
+
+def seal(key, label, bound, payload, nonce):
+    kid = hmac.new(key, b"btnode key id v1", hashlib.sha256).digest()[:4]
+    signed = b"BTK1" + kid + struct.pack(">Q", int(time.time() * 1000)) + nonce + payload
+    return signed + tag(key, label, bound, signed)
+
+def unseal(key, label, bound, body):
+    signed, t = body[:-32], body[-32:]
+    if body[:4] != b"BTK1" or not hmac.compare_digest(tag(key, label, bound, signed), t):
+        raise IOError("reply not sealed with our key")
+    return signed[32:]
 
 def rpc(addr, msg, timeout=2.0):
     body = json.dumps(msg).encode()
+    nonce = os.urandom(16)
+    if KEY is not None:
+        body = seal(KEY, b"btnode overlay request v1", bytes(16), body, nonce)
     with socket.create_connection(addr, timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(struct.pack(">I", len(body)) + body)
@@ -32,14 +58,18 @@ def rpc(addr, msg, timeout=2.0):
             chunk = s.recv(n - len(data))
             if not chunk: raise IOError("closed")
             data += chunk
+    if KEY is not None:
+        data = unseal(KEY, b"btnode overlay reply v1", nonce, data)
     return json.loads(data)
 
-def start(n, push):
+def start(n, push, key_file):
     env = dict(os.environ)
     env["BTNODE_OVERLAY_PUSH"] = "1" if push else "0"
+    env.pop("BTNODE_SWARM_KEY_FILE", None)
+    keyed = ["--swarm-key-file", key_file] if key_file else []
     procs, addrs = [], []
     def spawn(extra):
-        p = subprocess.Popen([BIN, "--bind", "127.0.0.1", "--overlay-port", "0", *extra],
+        p = subprocess.Popen([BIN, "--bind", "127.0.0.1", "--overlay-port", "0", *keyed, *extra],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         line = p.stdout.readline().decode()
         host, port = line.split()[-1].rsplit(":", 1)
@@ -68,8 +98,11 @@ def has(addr, ih, port):
 
 def converge(addrs, ih, port, limit_s):
     t0 = time.time()
-    rpc(addrs[len(addrs) // 2], {"type": "announce", "info_hash": ih, "peer_id": "ab" * 20,
-                                 "port": port, "left": 0})
+    # With the announcing node as the provider's origin (same host), as a
+    # node's own announce has it; a keyed overlay relays only such entries.
+    at = addrs[len(addrs) // 2]
+    rpc(at, {"type": "announce", "info_hash": ih, "peer_id": "ab" * 20,
+             "port": port, "left": 0, "overlay_port": at[1]})
     pending = set(range(len(addrs)))
     while pending and time.time() - t0 < limit_s:
         pending = {i for i in pending if not has(addrs[i], ih, port)}
@@ -83,11 +116,23 @@ def rss_anon_kib(pid):
     except OSError: pass
     return 0
 
+def cpu_ticks(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except OSError:
+        return 0
+
+key_dir = tempfile.mkdtemp(prefix="btnode-bench-")
+key_file = os.path.join(key_dir, "swarm.key")
+with open(key_file, "w") as f:
+    f.write(subprocess.check_output([BIN, "keygen"]).decode())
 rows = []
-for n in sizes:
-    row = {"n": n}
+for mode, n in [(m, n) for n in sizes for m in modes]:
+    KEY = bytes.fromhex(open(key_file).read().strip()) if mode == "key" else None
+    row = {"n": n, "mode": mode}
     for push in (True, False):
-        procs, addrs = start(n, push)
+        procs, addrs = start(n, push, key_file if mode == "key" else None)
         try:
             # Let membership settle (every node knows a few others).
             deadline = time.time() + 60
@@ -109,16 +154,19 @@ for n in sizes:
                 def steady():
                     time.sleep(2)
                     before = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
+                    ticks = sum(cpu_ticks(p.pid) for p in procs)
                     window = 3 * GOSSIP_S
                     time.sleep(window)
                     after = sum(rpc(a, {"type": "stats"})["bytes_out"] for a in addrs)
-                    return (after - before) / n / window
-                row["bytes_node_s"] = steady()
+                    ticks = sum(cpu_ticks(p.pid) for p in procs) - ticks
+                    return (after - before) / n / window, ticks * 1000 / TICK / n / window
+                row["bytes_node_s"], row["cpu_ms_s"] = steady()
                 for k in range(199):
-                    rpc(addrs[k % n], {"type": "announce", "info_hash": ih, "peer_id": "cd" * 20,
-                                       "port": 41000 + k, "left": 0})
+                    a = addrs[k % n]
+                    rpc(a, {"type": "announce", "info_hash": ih, "peer_id": "cd" * 20,
+                            "port": 41000 + k, "left": 0, "overlay_port": a[1]})
                 converge(addrs, ih, 41000 + 198, 60)
-                row["bytes_node_s_200"] = steady()
+                row["bytes_node_s_200"], row["cpu_ms_s_200"] = steady()
                 row["rss_kib"] = sum(rss_anon_kib(p.pid) for p in procs) / n
             else:
                 row["nopush_s"] = t
@@ -126,12 +174,15 @@ for n in sizes:
             stop(procs)
     rows.append(row)
 
+import shutil
+shutil.rmtree(key_dir, ignore_errors=True)
 fmt = lambda v, f: ("timeout" if v is None else f % v)
-print("%5s %12s %14s %9s %9s %16s %16s %14s" % ("nodes", "push conv s", "no-push rounds", "p50 ms",
-      "p99 ms", "B/node/s 1 prov", "B/node/s 200 prov", "RssAnon/node"))
+print("%5s %4s %12s %14s %9s %9s %16s %16s %14s %15s %17s" % ("nodes", "key", "push conv s",
+      "no-push rounds", "p50 ms", "p99 ms", "B/node/s 1 prov", "B/node/s 200 prov", "RssAnon/node",
+      "CPU ms/s 1 prov", "CPU ms/s 200 prov"))
 for r in rows:
     rounds = None if r["nopush_s"] is None else r["nopush_s"] / GOSSIP_S
-    print("%5d %12s %14s %9.1f %9.1f %16.0f %16.0f %11.0f KiB" % (
-        r["n"], fmt(r["push_s"], "%.2f"), fmt(rounds, "%.2f"), r["p50_ms"], r["p99_ms"],
-        r["bytes_node_s"], r["bytes_node_s_200"], r["rss_kib"]))
+    print("%5d %4s %12s %14s %9.1f %9.1f %16.0f %16.0f %11.0f KiB %15.2f %17.2f" % (
+        r["n"], r["mode"], fmt(r["push_s"], "%.2f"), fmt(rounds, "%.2f"), r["p50_ms"], r["p99_ms"],
+        r["bytes_node_s"], r["bytes_node_s_200"], r["rss_kib"], r["cpu_ms_s"], r["cpu_ms_s_200"]))
 PY
