@@ -105,3 +105,30 @@ pub fn dns_registration(c: &Cli, keys: Option<&Keyring>) -> Option<crate::dns::R
         token: keys.map(|k| k.sending().token(DNS_WRITE_TOKEN)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_load_refuse_bad_ones_and_keygen_makes_valid_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (keygen().unwrap(), keygen().unwrap());
+        assert_ne!(a, b);
+        let path = dir.path().join("swarm.key");
+        std::fs::write(&path, format!("{b}\n{a}\n")).unwrap();
+        let ring = swarm_keys(Some(&path)).unwrap().unwrap();
+        assert_eq!(ring.keys().len(), 2);
+        assert_eq!(ring.sending().to_hex(), b);
+        std::fs::write(&path, "not a key\n").unwrap();
+        let Err(CliError::Failed(text)) = swarm_keys(Some(&path)) else {
+            panic!("a bad key file must fail the command");
+        };
+        assert!(text.contains("line 1") && text.contains("64 hex"), "{text}");
+        let missing = dir.path().join("nope");
+        assert!(matches!(
+            swarm_keys(Some(&missing)),
+            Err(CliError::Failed(_))
+        ));
+    }
+}

@@ -315,6 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn the_swarm_key_file_comes_from_the_flag_or_the_environment() {
+        let cli = parse(&["-b", "h:1"], &[(ENV_SWARM_KEY_FILE, "/run/secrets/k")]).unwrap();
+        assert_eq!(cli.swarm_key_file, Some(PathBuf::from("/run/secrets/k")));
+        let cli = parse(
+            &["-b", "h:1", "--swarm-key-file", "/mine"],
+            &[(ENV_SWARM_KEY_FILE, "/run/secrets/k")],
+        )
+        .unwrap();
+        assert_eq!(cli.swarm_key_file, Some(PathBuf::from("/mine")));
+        assert!(matches!(
+            parse(&["keygen"], &[]).unwrap().command,
+            Some(Command::Keygen(_))
+        ));
+    }
+
+    #[test]
     fn a_bad_variable_is_a_usage_error_that_names_it() {
         let Err(ParseExit::Usage(text)) = parse(&["-t", "x.torrent"], &[(ENV_PORT, "abc")]) else {
             panic!("BTNODE_PORT=abc must be a usage error");
