@@ -184,9 +184,12 @@ fn serve_keyed(req: &Request, records: &api::Shared, guard: &Guard) -> Option<Re
         }
     };
     if is_write(&req.method, path) {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let token = req
             .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t);
         let ok = token.is_some_and(|t| guard.keys.accepts_token(sealed::DNS_WRITE_TOKEN, t));
         if !ok {
             return Some(refuse(
@@ -259,5 +262,90 @@ fn serve_http(
         status: outcome.status,
         content_type: "application/json",
         body: outcome.body.into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::sealed::{SwarmKey, DNS_WRITE_TOKEN};
+
+    fn guard() -> Guard {
+        Guard {
+            keys: Arc::new(
+                Keyring::new(vec![SwarmKey::new([1; 32]), SwarmKey::new([2; 32])]).unwrap(),
+            ),
+            replay: Mutex::new(ReplayGuard::default()),
+            failures: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn req(method: &str, target: &str, auth: Option<String>, body: &[u8]) -> Request {
+        Request {
+            method: method.into(),
+            target: target.into(),
+            headers: auth
+                .map(|a| ("authorization".into(), a))
+                .into_iter()
+                .collect(),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn keyed_writes_need_a_token_of_the_ring_and_reads_do_not() {
+        let g = guard();
+        let records: api::Shared = Arc::new(RwLock::new(Records::default()));
+        let body = br#"{"name":"a.btnode","ip":"10.0.0.1","ttl":30}"#;
+        let token = SwarmKey::new([2; 32]).token(DNS_WRITE_TOKEN);
+        let other = SwarmKey::new([3; 32]).token(DNS_WRITE_TOKEN);
+        for (auth, refused) in [
+            (None, true),
+            (Some(format!("Bearer {other}")), true),
+            (Some(token.clone()), true),
+            (Some(format!("Basic {token}")), true),
+            (Some(format!("Bearer {token}")), false),
+            (Some(format!("bearer {token}")), false),
+        ] {
+            let r = req("POST", "/records", auth.clone(), body);
+            let answer = serve_keyed(&r, &records, &g);
+            assert_eq!(answer.map(|a| a.status), refused.then_some(401), "{auth:?}");
+            let r = req("DELETE", "/records/a.btnode/10.0.0.1", auth.clone(), b"");
+            assert_eq!(serve_keyed(&r, &records, &g).is_some(), refused, "{auth:?}");
+        }
+        assert_eq!(g.failures.load(Ordering::Relaxed), 8);
+        for target in ["/records", "/records/a.btnode"] {
+            assert!(serve_keyed(&req("GET", target, None, b""), &records, &g).is_none());
+        }
+    }
+
+    #[test]
+    fn keyed_gossip_opens_once_and_answers_sealed_to_its_nonce() {
+        let g = guard();
+        let records: api::Shared = Arc::new(RwLock::new(Records::default()));
+        let plain = br#"{"records":[]}"#;
+        let unsealed = req("POST", "/gossip", None, plain);
+        assert_eq!(serve_keyed(&unsealed, &records, &g).unwrap().status, 401);
+        let nonce = [9; 16];
+        let sealed_body = g.keys.seal(
+            &Context::request(sealed::DNS_GOSSIP),
+            plain,
+            now_ms(),
+            nonce,
+        );
+        let r = req("POST", "/gossip", None, &sealed_body);
+        let reply = serve_keyed(&r, &records, &g).unwrap();
+        assert_eq!(reply.status, 200);
+        let opened = g
+            .keys
+            .open(
+                &Context::reply(sealed::DNS_GOSSIP_REPLY, nonce),
+                &reply.body,
+            )
+            .unwrap();
+        assert_eq!(opened.payload, br#"{"records":[]}"#);
+        // The same body again is a replay.
+        assert_eq!(serve_keyed(&r, &records, &g).unwrap().status, 401);
+        assert_eq!(g.failures.load(Ordering::Relaxed), 2);
     }
 }
