@@ -7,8 +7,12 @@
 //! per source address, one request and one reply per connection under one
 //! whole deadline), the gossip and health threads, and the public API.
 //!
+//! With a swarm key (`OverlayConfig::keys`) every request is opened, and
+//! checked fresh by `replay`, before a byte of it is parsed; one that
+//! fails is counted and its connection closed unanswered (`serve_sealed`).
+//!
 //! Lock order: `members` before `store` where both are needed; neither is
-//! held across network I/O. Today no code path holds both: each guard is
+//! held across network I/O. `replay` is taken alone, for one check. Today no code path holds both: each guard is
 //! taken for one statement or one short block, and never in an `if let` /
 //! `match` scrutinee (edition 2021 keeps such a guard alive to the end of
 //! the block). Test builds check this with parking_lot's deadlock detection
