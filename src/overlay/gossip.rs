@@ -146,7 +146,7 @@ impl Inner {
                 entries,
                 members,
             }) => {
-                self.members.lock().heard(peer, Instant::now());
+                self.members.lock().answered(peer, Instant::now());
                 add_members(&self.members, &members);
                 let changed = merge_relayed(&self.store, entries, self.cfg.keys.is_some());
                 let ours = self.store.read().digest(now_ms());

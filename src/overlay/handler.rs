@@ -364,15 +364,23 @@ mod tests {
             members: vec![addr("10.0.0.5:6000")],
             full: false,
         };
-        // The sender, 10.0.0.2:6000, is heard; 10.0.0.5 only named.
+        // The sender, 10.0.0.2:6000, has answered us; 10.0.0.5 is only named.
+        f.members
+            .lock()
+            .answered(addr("10.0.0.2:6000"), Instant::now());
         let _ = handler.handle(sync, addr("10.0.0.2:40000"));
         assert_eq!(f.store.read().len(), 2, "unbound entries were merged");
         let listed: Vec<SocketAddr> = handler.local(&H, 10).iter().map(|p| p.addr).collect();
         assert_eq!(listed, vec![addr("10.0.0.2:6881")]);
-        // Once 10.0.0.5 answers us itself, its provider is listed.
+        // Heard from (a request can be a replay sent from anywhere): not yet.
         f.members
             .lock()
             .heard(addr("10.0.0.5:6000"), Instant::now());
+        assert_eq!(handler.local(&H, 10).len(), 1);
+        // Once 10.0.0.5 answers a request of ours, its provider is listed.
+        f.members
+            .lock()
+            .answered(addr("10.0.0.5:6000"), Instant::now());
         assert_eq!(handler.local(&H, 10).len(), 2);
         // An open overlay keeps today's behaviour: everything merges.
         let open = fixture();

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
@@ -15,6 +15,9 @@ use super::rpc::request_with;
 use super::service::Inner;
 use crate::core::lww::now_ms;
 use crate::wire::overlay::{Message, MAX_TTL};
+
+/// How soon a keyed overlay pings a member that never answered us.
+const QUICK_PING: Duration = Duration::from_millis(500);
 
 impl Inner {
     pub(super) fn learn_me(&self, observed: SocketAddr) {
@@ -76,7 +79,7 @@ impl Inner {
                     self.cfg.keys.as_deref(),
                 ) {
                     self.learn_me(observed);
-                    self.members.lock().heard(*peer, Instant::now());
+                    self.members.lock().answered(*peer, Instant::now());
                 }
                 if self.stopped() {
                     return;
@@ -100,18 +103,41 @@ impl Inner {
     }
 
     pub(super) fn health_loop(self: Arc<Self>, stop: Receiver<()>) {
+        let keyed = self.cfg.keys.is_some();
+        let mut next_round = Instant::now() + self.cfg.health_interval;
         loop {
+            // A keyed overlay lists a provider only once its origin has
+            // answered us (`Members::vouched`): members that never did are
+            // pinged within half a second, not at the next round.
+            let unanswered = keyed && !self.members.lock().unanswered(1).is_empty();
+            let wait = if unanswered {
+                QUICK_PING.min(next_round.saturating_duration_since(Instant::now()))
+            } else {
+                next_round.saturating_duration_since(Instant::now())
+            };
             crossbeam_channel::select! {
                 recv(stop) -> _ => return,
-                default(self.cfg.health_interval) => {}
+                default(wait) => {}
             }
             if self.stopped() {
                 return;
             }
-            let stale = self
-                .members
-                .lock()
-                .stale(Instant::now(), self.cfg.health_interval, 16);
+            let now = Instant::now();
+            let full = now >= next_round;
+            let mut stale = if full {
+                next_round = now + self.cfg.health_interval;
+                self.members.lock().stale(now, self.cfg.health_interval, 16)
+            } else {
+                vec![]
+            };
+            if keyed {
+                let never = self.members.lock().unanswered(16);
+                for a in never {
+                    if !stale.contains(&a) {
+                        stale.push(a);
+                    }
+                }
+            }
             let ping = Message::Ping {
                 overlay_port: Some(self.port),
             };
@@ -128,7 +154,7 @@ impl Inner {
                 ) {
                     Ok(Message::Pong { observed }) => {
                         self.learn_me(observed);
-                        self.members.lock().heard(m, Instant::now());
+                        self.members.lock().answered(m, Instant::now());
                     }
                     _ => self.member_failed(m),
                 }

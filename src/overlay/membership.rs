@@ -14,6 +14,10 @@ pub const DEAD_AFTER_FAILURES: u32 = 2;
 #[derive(Clone, Debug)]
 struct Member {
     last_heard: Option<Instant>,
+    /// It answered a request of ours (a reply sealed to our fresh nonce,
+    /// in a keyed overlay: it holds the key and sits at this address; a
+    /// request *from* it could be a replay sent from anywhere).
+    answered: bool,
     failures: u32,
     /// Our store sequence number last sent to this member (0 = nothing).
     sent_seq: u64,
@@ -70,6 +74,7 @@ impl Members {
             a,
             Member {
                 last_heard: None,
+                answered: false,
                 failures: 0,
                 sent_seq: 0,
                 // Digest first: in a converged overlay a new contact
@@ -97,6 +102,28 @@ impl Members {
             m.last_heard = Some(now);
             m.failures = 0;
         }
+    }
+
+    /// The member answered a request of ours: alive, and (in a keyed
+    /// overlay) vouched for.
+    pub fn answered(&mut self, a: SocketAddr, now: Instant) {
+        self.heard(a, now);
+        if let Some(m) = self.map.get_mut(&a) {
+            m.answered = true;
+        }
+    }
+
+    /// Up to `max` members that never answered a request of ours.
+    pub fn unanswered(&self, max: usize) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self
+            .map
+            .iter()
+            .filter(|(_, m)| !m.answered)
+            .map(|(a, _)| *a)
+            .collect();
+        v.sort();
+        v.truncate(max);
+        v
     }
 
     /// A contact failed; returns true if the member is now declared dead
@@ -132,16 +159,13 @@ impl Members {
         self.map.keys().copied().collect()
     }
 
-    /// Members that talked to us or answered us themselves (not only
-    /// named by someone else's list), and ourselves: in a keyed overlay
-    /// the origins a provider may be served for.
+    /// Members that answered a request of ours (not only named in someone
+    /// else's list, nor only heard from: a request can be replayed from
+    /// another address, a reply to our nonce cannot), and ourselves: in a
+    /// keyed overlay the origins a provider may be served for.
     pub fn vouched(&self) -> Vec<SocketAddr> {
-        let heard = self
-            .map
-            .iter()
-            .filter(|(_, m)| m.last_heard.is_some())
-            .map(|(a, _)| *a);
-        heard.chain(self.me).collect()
+        let answered = self.map.iter().filter(|(_, m)| m.answered).map(|(a, _)| *a);
+        answered.chain(self.me).collect()
     }
 
     /// Up to `n` distinct members chosen at random.
