@@ -108,8 +108,8 @@ impl Inner {
         loop {
             // A keyed overlay lists a provider only once its origin has
             // answered us (`Members::vouched`): members that never did are
-            // pinged within half a second, not at the next round.
-            let unanswered = keyed && !self.members.lock().unanswered(1).is_empty();
+            // pinged (once) within half a second, not at the next round.
+            let unanswered = keyed && self.members.lock().has_unprobed();
             let wait = if unanswered {
                 QUICK_PING.min(next_round.saturating_duration_since(Instant::now()))
             } else {
@@ -131,7 +131,7 @@ impl Inner {
                 vec![]
             };
             if keyed {
-                let never = self.members.lock().unanswered(16);
+                let never = self.members.lock().take_unprobed(16);
                 for a in never {
                     if !stale.contains(&a) {
                         stale.push(a);

@@ -18,6 +18,8 @@ struct Member {
     /// in a keyed overlay: it holds the key and sits at this address; a
     /// request *from* it could be a replay sent from anywhere).
     answered: bool,
+    /// Pinged once, out of turn, because it had never answered.
+    probed: bool,
     failures: u32,
     /// Our store sequence number last sent to this member (0 = nothing).
     sent_seq: u64,
@@ -75,6 +77,7 @@ impl Members {
             Member {
                 last_heard: None,
                 answered: false,
+                probed: false,
                 failures: 0,
                 sent_seq: 0,
                 // Digest first: in a converged overlay a new contact
@@ -113,16 +116,29 @@ impl Members {
         }
     }
 
-    /// Up to `max` members that never answered a request of ours.
-    pub fn unanswered(&self, max: usize) -> Vec<SocketAddr> {
+    /// True if a member never answered us and was not probed yet.
+    pub fn has_unprobed(&self) -> bool {
+        self.map.values().any(|m| !m.answered && !m.probed)
+    }
+
+    /// Up to `max` members that never answered a request of ours and were
+    /// not probed yet, marked probed: each is pinged out of turn once (a
+    /// member we cannot reach but that keeps talking to us is then left
+    /// to the usual rounds, not pinged to death).
+    pub fn take_unprobed(&mut self, max: usize) -> Vec<SocketAddr> {
         let mut v: Vec<SocketAddr> = self
             .map
             .iter()
-            .filter(|(_, m)| !m.answered)
+            .filter(|(_, m)| !m.answered && !m.probed)
             .map(|(a, _)| *a)
             .collect();
         v.sort();
         v.truncate(max);
+        for a in &v {
+            if let Some(m) = self.map.get_mut(a) {
+                m.probed = true;
+            }
+        }
         v
     }
 
@@ -258,6 +274,27 @@ mod tests {
 
     fn a(p: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    /// Vouched for means answered us: named or heard from is not enough;
+    /// a member that never answered is probed out of turn once.
+    #[test]
+    fn only_members_that_answered_are_vouched_for_and_each_is_probed_once() {
+        let t = Instant::now();
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        m.set_me(a(1));
+        m.add(a(2), t);
+        m.heard(a(3), t);
+        m.answered(a(4), t);
+        let mut v = m.vouched();
+        v.sort();
+        assert_eq!(v, vec![a(1), a(4)]);
+        assert!(m.has_unprobed());
+        assert_eq!(m.take_unprobed(16), vec![a(2), a(3)]);
+        assert!(!m.has_unprobed());
+        assert!(m.take_unprobed(16).is_empty());
+        m.answered(a(3), t);
+        assert!(m.vouched().contains(&a(3)));
     }
 
     #[test]
