@@ -481,3 +481,39 @@ fn a_magnet_link_added_to_the_daemon_fetches_its_metadata_and_survives_a_restart
         "paused"
     );
 }
+
+/// A daemon under `--swarm-key-file` drops an unsealed overlay frame and
+/// counts it in `/metrics` (`btnode_overlay_auth_failures`).
+#[test]
+fn a_keyed_daemon_counts_unsealed_overlay_frames_in_its_metrics() {
+    use std::io::Write;
+    let tmp = tempdir();
+    let key = std::process::Command::new(bin())
+        .arg("keygen")
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key_file = tmp.path().join("swarm.key");
+    std::fs::write(&key_file, &key.stdout).unwrap();
+    let d = Daemon::start(
+        &tmp.path().join("state"),
+        &tmp.path().join("root"),
+        &["--swarm-key-file", key_file.to_str().unwrap()],
+    );
+    let counted = |d: &Daemon| {
+        scrape(d)
+            .get("btnode_overlay_auth_failures")
+            .map_or(-1.0, |f| f.samples[0].value)
+    };
+    assert_eq!(counted(&d), 0.0);
+    let overlay = d.session().overlay_addr.expect("an overlay");
+    // A well-formed but unsealed overlay frame: a length, then JSON.
+    let body = br#"{"type":"ping"}"#;
+    let mut s = std::net::TcpStream::connect(overlay).unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || counted(&d) >= 1.0),
+        "the unsealed frame was not counted"
+    );
+}

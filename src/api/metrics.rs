@@ -163,7 +163,7 @@ pub fn render(session: &SessionInfo, torrents: &[TorrentSummary]) -> String {
 
     let c = &session.counters;
     let bytes = || Some(Unit::Bytes);
-    let counters: [(&str, &str, Option<Unit>, u64); 5] = [
+    let counters: [(&str, &str, Option<Unit>, u64); 6] = [
         (
             "gossip_received",
             "Overlay gossip bytes received.",
@@ -193,6 +193,12 @@ pub fn render(session: &SessionInfo, torrents: &[TorrentSummary]) -> String {
             "DNS queries sent to the DNS service (bootstrap names).",
             None,
             c.dns_queries,
+        ),
+        (
+            "overlay_auth_failures",
+            "Overlay frames dropped before parsing: not sealed under the swarm key, stale or replayed.",
+            None,
+            c.overlay_auth_failures,
         ),
     ];
     for (name, help, unit, value) in counters {
@@ -298,6 +304,7 @@ mod tests {
                 tracker_announces: 33,
                 tracker_failures: 4,
                 dns_queries: 55,
+                overlay_auth_failures: 66,
             },
         }
     }
@@ -361,12 +368,13 @@ mod tests {
             }
         }
         let s = session();
-        let expect: [(&str, f64, &str); 10] = [
+        let expect: [(&str, f64, &str); 11] = [
             ("btnode_gossip_received_bytes", 111.0, "counter"),
             ("btnode_gossip_sent_bytes", 222.0, "counter"),
             ("btnode_tracker_announces", 33.0, "counter"),
             ("btnode_tracker_failures", 4.0, "counter"),
             ("btnode_dns_queries", 55.0, "counter"),
+            ("btnode_overlay_auth_failures", 66.0, "counter"),
             ("btnode_overlay_members", 12.0, "gauge"),
             ("btnode_torrents", 2.0, "gauge"),
             ("btnode_uptime_seconds", s.uptime_secs as f64, "gauge"),
@@ -383,7 +391,7 @@ mod tests {
             Some("bytes")
         );
         assert_eq!(f["btnode_torrent_progress"].kind, "gauge");
-        assert_eq!(f.len(), 19, "{:?}", f.keys().collect::<Vec<_>>());
+        assert_eq!(f.len(), 20, "{:?}", f.keys().collect::<Vec<_>>());
     }
 
     #[test]

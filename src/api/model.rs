@@ -91,6 +91,9 @@ pub struct SessionCounters {
     pub tracker_announces: u64,
     pub tracker_failures: u64,
     pub dns_queries: u64,
+    /// Overlay frames dropped unopened: not sealed under the swarm key,
+    /// stale or replayed (0 without a key).
+    pub overlay_auth_failures: u64,
 }
 
 /// `GET /api/v1/session`.

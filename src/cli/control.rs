@@ -489,6 +489,7 @@ mod tests {
                 tracker_announces: 42,
                 tracker_failures: 1,
                 dns_queries: 7,
+                overlay_auth_failures: 0,
             },
         };
         let text = format_status(&info);

@@ -607,6 +607,11 @@ impl Control for Session {
                 tracker_announces: self.shared.announce_stats.sent(),
                 tracker_failures: self.shared.announce_stats.failed(),
                 dns_queries: crate::dns::client::queries_sent(),
+                overlay_auth_failures: self
+                    .shared
+                    .overlay
+                    .as_ref()
+                    .map_or(0, |o| o.auth_failures()),
             },
         }
     }
