@@ -50,6 +50,13 @@ pub const OUR_REQQ: u32 = 2048;
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 pub const MIN_WINDOW: u32 = 128;
 pub const MAX_WINDOW: u32 = 1024;
+/// A peer that owes us blocks and sends none for this long will not: its
+/// requests go back to the pool for the others (a request it dropped, or
+/// a writer that stopped, must not hold the last blocks of a piece forever
+/// in the endgame, where each block is asked of two peers at most), and it
+/// is not asked again for [`SNUB_PAUSE`].
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+pub const SNUB_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a peer must be disconnected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -340,6 +347,7 @@ impl TorrentState {
                 peer.peer_choking = true;
                 // Without the fast extension a choke discards our requests.
                 let lost: Vec<Block> = peer.requested.drain().collect();
+                peer.owing_since = None;
                 for b in lost {
                     self.picker.release(key, b);
                 }
@@ -508,7 +516,39 @@ impl TorrentState {
             self.rechoke(now);
         }
         self.send_pex(now);
+        self.release_overdue(now);
         self.fill_all();
+    }
+
+    /// Takes back the requests of peers that owe blocks past
+    /// [`REQUEST_TIMEOUT`] (cancelled, so a late answer is not sent).
+    fn release_overdue(&mut self, now: Instant) {
+        let overdue: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.owing_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= REQUEST_TIMEOUT)
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for key in overdue {
+            let peer = self.peers.get_mut(&key).expect("key from map");
+            peer.owing_since = None;
+            peer.snubbed_until = Some(now + SNUB_PAUSE);
+            let owed: Vec<Block> = peer.requested.drain().collect();
+            for b in &owed {
+                peer.send(Message::Cancel(BlockRequest {
+                    index: b.piece,
+                    begin: b.index * BLOCK_SIZE,
+                    length: self.geometry.block_len(b.piece as usize, b.index),
+                }));
+            }
+            for b in owed {
+                self.picker.release(key, b);
+            }
+            self.picker.forget_peer(key);
+        }
     }
 
     fn rechoke(&mut self, now: Instant) {
@@ -907,5 +947,34 @@ mod tests {
         }
         let (c, _) = add_peer(&mut plain, 3);
         assert!(haves(&mut plain, c).1);
+    }
+
+    #[test]
+    fn requests_a_peer_sits_on_past_the_timeout_go_to_another_peer() {
+        let mut s = state(4, BLOCK_SIZE as u64);
+        let (a, _) = add_peer(&mut s, 1);
+        let (b, _) = add_peer(&mut s, 2);
+        for k in [a, b] {
+            s.on_message(k, Message::Bitfield(vec![0xf0])).unwrap();
+        }
+        s.on_message(a, Message::Unchoke).unwrap();
+        let asked_a = requests(&s.take_outgoing(a, 0, 10));
+        assert!(!asked_a.is_empty());
+        // a sends nothing for longer than the timeout.
+        s.tick(Instant::now() + REQUEST_TIMEOUT + Duration::from_secs(1));
+        let out_a = s.take_outgoing(a, 0, 10);
+        let cancelled = out_a
+            .messages
+            .iter()
+            .filter(|m| matches!(m, Message::Cancel(_)))
+            .count();
+        assert_eq!(cancelled, asked_a.len(), "a's requests are cancelled");
+        assert!(requests(&out_a).is_empty(), "a is not asked again at once");
+        // b unchokes: the blocks a sat on are asked of b first.
+        s.on_message(b, Message::Unchoke).unwrap();
+        let asked_b = requests(&s.take_outgoing(b, 0, 10));
+        for r in &asked_a {
+            assert!(asked_b.contains(r), "{r:?} not asked of b: {asked_b:?}");
+        }
     }
 }

@@ -96,6 +96,11 @@ pub struct PeerState {
     pub(super) connected_at: Instant,
     /// Last payload block either way (eviction keeps busy peers).
     pub(super) last_data: Option<Instant>,
+    /// Since when the peer owes us blocks without sending one (the start
+    /// of the wait, or its last block); `None` while nothing is owed.
+    pub(super) owing_since: Option<Instant>,
+    /// A peer whose requests timed out is not asked again before this.
+    pub(super) snubbed_until: Option<Instant>,
 }
 
 impl PeerState {
@@ -135,6 +140,8 @@ impl PeerState {
             ut_metadata: None,
             metadata_served: (Instant::now(), 0),
             unsettled: HashSet::new(),
+            owing_since: None,
+            snubbed_until: None,
             connected_at: Instant::now(),
             last_data: None,
         }

@@ -23,6 +23,7 @@ impl TorrentState {
             || !peer.am_interested
             || peer.close.is_some()
             || self.suspicion.is_suspended(key)
+            || peer.snubbed_until.is_some_and(|t| Instant::now() < t)
         {
             return;
         }
@@ -47,6 +48,9 @@ impl TorrentState {
         );
         if blocks.is_empty() {
             return;
+        }
+        if peer.requested.is_empty() {
+            peer.owing_since = Some(Instant::now());
         }
         for b in blocks {
             peer.requested.insert(b);
@@ -137,6 +141,7 @@ impl TorrentState {
             peer.down.add(len);
             peer.unsettled.insert(block.piece);
             peer.last_data = Some(Instant::now());
+            peer.owing_since = (!peer.requested.is_empty()).then(Instant::now);
         }
         self.contributors
             .entry(block.piece)
