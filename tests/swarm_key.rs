@@ -43,39 +43,14 @@ fn ring(keys: &[&str]) -> Keyring {
 }
 
 /// An overlay-only node with a swarm key file, killed on drop.
-struct KeyedNode {
-    child: Child,
-    addr: SocketAddr,
-}
+type KeyedNode = OverlayNode;
 
-impl KeyedNode {
-    fn start(bootstrap: &[SocketAddr], port: u16, key_file: &Path) -> KeyedNode {
-        let mut cmd = Command::new(bin());
-        cmd.args(["--bind", "127.0.0.1", "--overlay-port", &port.to_string()])
-            .arg("--swarm-key-file")
-            .arg(key_file);
-        for b in bootstrap {
-            cmd.args(["-b", &b.to_string()]);
-        }
-        let (child, line) = spawn_with_banner(cmd.envs(FAST_OVERLAY_ENV));
-        let addr = line
-            .split_whitespace()
-            .last()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected overlay banner {line:?}"));
-        KeyedNode { child, addr }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for KeyedNode {
-    fn drop(&mut self) {
-        self.stop();
-    }
+fn keyed(bootstrap: &[SocketAddr], port: u16, key_file: &Path) -> KeyedNode {
+    OverlayNode::start_with(
+        bootstrap,
+        port,
+        &["--swarm-key-file".as_ref(), key_file.as_os_str()],
+    )
 }
 
 fn ask(at: SocketAddr, msg: &Message, keys: Option<&Keyring>) -> Option<Message> {
@@ -149,9 +124,9 @@ fn forged_entry(ih: InfoHash, addr: &str, overlay: &str) -> Entry {
 }
 
 fn three_keyed(file: &Path, keys: &Keyring) -> Vec<KeyedNode> {
-    let a = KeyedNode::start(&[], 0, file);
-    let b = KeyedNode::start(&[a.addr], 0, file);
-    let c = KeyedNode::start(&[a.addr], 0, file);
+    let a = keyed(&[], 0, file);
+    let b = keyed(&[a.addr], 0, file);
+    let c = keyed(&[a.addr], 0, file);
     let nodes = vec![a, b, c];
     assert!(
         wait_until(T, || nodes.iter().all(|n| stats(n.addr, keys).0 >= 2)),
@@ -265,7 +240,7 @@ fn a_replayed_captured_frame_is_refused() {
     let key = keygen();
     let keys = ring(&[&key]);
     let file = key_file(tmp.path(), "swarm.key", &[&key]);
-    let node = KeyedNode::start(&[], 0, &file);
+    let node = keyed(&[], 0, &file);
     let ih = InfoHash([0x22; 20]);
     let nonce = sealed::fresh_nonce();
     let captured = wire::encode_sealed(
@@ -450,7 +425,7 @@ fn a_key_rolls_through_a_running_5_node_overlay_without_losing_lookups() {
     let mut nodes: Vec<KeyedNode> = Vec::new();
     for _ in 0..5 {
         let boot: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-        nodes.push(KeyedNode::start(&boot, 0, &files[0]));
+        nodes.push(keyed(&boot, 0, &files[0]));
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let ih = InfoHash([0x44; 20]);
@@ -492,9 +467,9 @@ fn a_key_rolls_through_a_running_5_node_overlay_without_losing_lookups() {
     for (stage, file) in files.iter().enumerate().skip(1) {
         let client = client_for(stage);
         for i in 0..5 {
-            nodes[i].stop();
+            nodes[i].sigkill();
             let boot: Vec<SocketAddr> = addrs.iter().copied().filter(|a| *a != addrs[i]).collect();
-            nodes[i] = KeyedNode::start(&boot, addrs[i].port(), file);
+            nodes[i] = keyed(&boot, addrs[i].port(), file);
             let what = format!("stage {stage}, node {i} restarted");
             answering(&client, (i + 1) % 5, &what);
         }
@@ -627,7 +602,7 @@ fn a_keyed_dns_needs_the_token_to_write_and_gossips_only_sealed() {
         "the delete did not gossip to b"
     );
     // A node registering itself sends the token from its key file.
-    let boot = KeyedNode::start(&[], 0, &file);
+    let boot = keyed(&[], 0, &file);
     let mut member = Command::new(bin())
         .args(["--bind", "127.0.0.1", "--overlay-port", "0"])
         .args(["-b", &boot.addr.to_string()])
@@ -656,7 +631,7 @@ fn the_cli_speaks_to_a_keyed_node_only_with_the_key() {
     let tmp = tempdir();
     let key = keygen();
     let file = key_file(tmp.path(), "swarm.key", &[&key]);
-    let node = KeyedNode::start(&[], 0, &file);
+    let node = keyed(&[], 0, &file);
     let at = node.addr.to_string();
     let ih = InfoHash([0x55; 20]).to_hex();
     let run = |args: &[&str], key: Option<&Path>| {

@@ -357,8 +357,18 @@ pub struct OverlayNode {
 
 impl OverlayNode {
     pub fn start(bootstrap: &[std::net::SocketAddr], port: u16) -> OverlayNode {
+        OverlayNode::start_with(bootstrap, port, &[])
+    }
+
+    /// The same node with more flags (e.g. `--swarm-key-file PATH`).
+    pub fn start_with(
+        bootstrap: &[std::net::SocketAddr],
+        port: u16,
+        extra: &[&std::ffi::OsStr],
+    ) -> OverlayNode {
         let mut cmd = Command::new(bin());
-        cmd.args(["--bind", "127.0.0.1", "--overlay-port", &port.to_string()]);
+        cmd.args(["--bind", "127.0.0.1", "--overlay-port", &port.to_string()])
+            .args(extra);
         for b in bootstrap {
             cmd.args(["-b", &b.to_string()]);
         }
