@@ -88,17 +88,6 @@ fn member_list(at: SocketAddr, keys: &Keyring) -> Vec<SocketAddr> {
     }
 }
 
-/// Writes `bytes`, then reads until the node closes: what it answered.
-fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(bytes);
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
 fn announce(ih: InfoHash, port: u16, overlay_port: Option<u16>) -> Message {
     Message::Announce {
         info_hash: ih,

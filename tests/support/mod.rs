@@ -447,3 +447,16 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Sends `bytes` to `addr`, half-closes, and returns whatever comes back
+/// before the other side closes (at most 5 s of waiting).
+pub fn send_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
