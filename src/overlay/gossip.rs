@@ -25,6 +25,11 @@ impl Inner {
         }
     }
 
+    /// Wakes the health loop: an origin is due for a ping.
+    pub(super) fn signal_probe(&self) {
+        let _ = self.probe.try_send(());
+    }
+
     /// Sends `msg` to a fanout of members in parallel, so silent members
     /// cost one request timeout in all, not one each (the withdraw at
     /// shutdown waits on this).
@@ -148,12 +153,16 @@ impl Inner {
             }) => {
                 self.members.lock().answered(peer, Instant::now());
                 add_members(&self.members, &members);
-                let changed = merge_relayed(&self.store, entries, self.cfg.keys.is_some());
+                let merged =
+                    merge_relayed(&self.store, &self.members, entries, self.cfg.keys.is_some());
                 let ours = self.store.read().digest(now_ms());
                 let agree = ours == theirs;
                 self.members.lock().synced(&peer, seq, agree, sent);
-                if changed {
+                if merged.changed {
                     self.signal_push();
+                }
+                if merged.probe {
+                    self.signal_probe();
                 }
                 Some(agree)
             }

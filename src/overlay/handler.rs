@@ -47,19 +47,41 @@ pub fn bound_to_origin(meta: &ProviderMeta) -> bool {
     meta.overlay.is_some_and(|o| o.ip() == meta.addr.ip())
 }
 
+/// What merging entries did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// The store changed: worth pushing on.
+    pub changed: bool,
+    /// A keyed overlay now holds providers whose origin is not vouched
+    /// for yet: a ping to it is due ([`Members::want_vouched`]).
+    pub probe: bool,
+}
+
 /// [`merge_all`] of relayed entries: in a keyed overlay (`origin_bound`)
-/// only those [`bound_to_origin`].
+/// only those [`bound_to_origin`], and their origins are to be vouched
+/// for. Takes the store, then the members, never both at once.
 pub fn merge_relayed(
     store: &RwLock<Store>,
+    members: &Mutex<Members>,
     entries: impl IntoIterator<Item = Entry>,
     origin_bound: bool,
-) -> bool {
-    merge_all(
-        store,
-        entries
-            .into_iter()
-            .filter(|e| !origin_bound || bound_to_origin(&e.meta)),
-    )
+) -> Merged {
+    if !origin_bound {
+        return Merged {
+            changed: merge_all(store, entries),
+            probe: false,
+        };
+    }
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| bound_to_origin(&e.meta))
+        .collect();
+    let mut origins: Vec<SocketAddr> = entries.iter().filter_map(|e| e.meta.overlay).collect();
+    origins.sort();
+    origins.dedup();
+    let changed = merge_all(store, entries);
+    let probe = members.lock().want_vouched(&origins, Instant::now());
+    Merged { changed, probe }
 }
 
 /// An answer, and whether the store learnt something worth pushing on.
@@ -67,6 +89,8 @@ pub fn merge_relayed(
 pub struct Answer {
     pub reply: Message,
     pub news: bool,
+    /// A ping to an origin not yet vouched for is due (keyed overlay).
+    pub probe: bool,
 }
 
 /// LWW-merges `entries` into the store; true if anything changed.
@@ -113,20 +137,21 @@ impl Handler<'_> {
 
     /// Providers of `info_hash`: the store, then (when it holds fewer than
     /// `limit`) what `ask_members` finds, merged; newest first.
-    pub fn lookup(&self, info_hash: InfoHash, limit: usize) -> (Vec<ProviderMeta>, bool) {
+    pub fn lookup(&self, info_hash: InfoHash, limit: usize) -> (Vec<ProviderMeta>, Merged) {
         let limit = limit.clamp(1, MAX_LIMIT);
         let local = self.local(&info_hash, limit);
         if local.len() >= limit {
-            return (local, false);
+            return (local, Merged::default());
         }
         let found = (self.ask_members)(info_hash, limit);
-        let news = merge_relayed(
+        let merged = merge_relayed(
             self.store,
+            self.members,
             found.into_iter().map(|meta| Entry { info_hash, meta }),
             self.origin_bound,
         );
         let providers = self.local(&info_hash, limit);
-        (providers, news)
+        (providers, merged)
     }
 
     /// The answer to `msg`, which came from `from` (its source address
@@ -134,6 +159,7 @@ impl Handler<'_> {
     pub fn handle(&self, msg: Message, from: SocketAddr) -> Answer {
         let now = Instant::now();
         let mut news = false;
+        let mut probe = false;
         let reply = match msg {
             Message::Announce {
                 info_hash,
@@ -144,7 +170,10 @@ impl Handler<'_> {
             } => {
                 let overlay = overlay_port.map(|p| SocketAddr::new(from.ip(), p));
                 if let Some(o) = overlay {
-                    self.members.lock().heard(o, now);
+                    let mut members = self.members.lock();
+                    members.heard(o, now);
+                    // Listed once the node it came through answers us.
+                    probe = self.origin_bound && members.want_vouched(&[o], now);
                 }
                 let meta = ProviderMeta {
                     // Bound to the source address: nobody announces others.
@@ -176,8 +205,9 @@ impl Handler<'_> {
                 let providers = if local_only {
                     self.local(&info_hash, limit)
                 } else {
-                    let (providers, found) = self.lookup(info_hash, limit);
-                    news = found;
+                    let (providers, merged) = self.lookup(info_hash, limit);
+                    news = merged.changed;
+                    probe = merged.probe;
                     providers
                 };
                 Message::Providers {
@@ -195,7 +225,8 @@ impl Handler<'_> {
                 let peer = SocketAddr::new(from.ip(), overlay_port);
                 self.members.lock().heard(peer, now);
                 add_members(self.members, &members);
-                news = merge_relayed(self.store, entries, self.origin_bound);
+                let merged = merge_relayed(self.store, self.members, entries, self.origin_bound);
+                (news, probe) = (merged.changed, merged.probe);
                 let (seq, digest) = {
                     let store = self.store.read();
                     (store.seq(), store.digest(now_ms()))
@@ -247,7 +278,7 @@ impl Handler<'_> {
             },
             _ => error("unexpected message type"),
         };
-        Answer { reply, news }
+        Answer { reply, news, probe }
     }
 }
 
@@ -368,8 +399,15 @@ mod tests {
         f.members
             .lock()
             .answered(addr("10.0.0.2:6000"), Instant::now());
-        let _ = handler.handle(sync, addr("10.0.0.2:40000"));
+        let answer = handler.handle(sync, addr("10.0.0.2:40000"));
         assert_eq!(f.store.read().len(), 2, "unbound entries were merged");
+        assert!(answer.probe, "10.0.0.5 is due for a ping");
+        let due = f.members.lock().take_due_probes(Instant::now(), 16);
+        assert_eq!(
+            due,
+            vec![addr("10.0.0.5:6000")],
+            "only the unvouched origin"
+        );
         let listed: Vec<SocketAddr> = handler.local(&H, 10).iter().map(|p| p.addr).collect();
         assert_eq!(listed, vec![addr("10.0.0.2:6881")]);
         // Heard from (a request can be a replay sent from anywhere): not yet.
@@ -472,8 +510,8 @@ mod tests {
                 overlay: None,
             }]
         };
-        let (p, news) = f.handler(&remote).lookup(H, 2);
-        assert_eq!((p.len(), news, asked.get()), (2, false, 0));
+        let (p, merged) = f.handler(&remote).lookup(H, 2);
+        assert_eq!((p.len(), merged.changed, asked.get()), (2, false, 0));
         let msg = Message::Lookup {
             info_hash: H,
             limit: 500,
@@ -485,6 +523,39 @@ mod tests {
         assert!(
             matches!(a.reply, Message::Providers { ref providers, .. } if providers.len() == 4)
         );
+    }
+
+    /// A keyed overlay: a provider learnt from a forwarded lookup whose
+    /// origin we do not even know as a member (the case that left a pushed
+    /// announce unlisted for a whole gossip round at 50 nodes) is not
+    /// listed yet, but its origin becomes a member due for a ping at once;
+    /// once that answers, the provider is listed.
+    #[test]
+    fn a_keyed_lookup_probes_an_unknown_origin_at_once() {
+        let f = fixture();
+        let origin = addr("10.0.2.2:6000");
+        let remote = |_: InfoHash, _: usize| {
+            vec![ProviderMeta {
+                addr: addr("10.0.2.2:6881"),
+                peer_id: PeerId([2; 20]),
+                left: 0,
+                last_seen: now_ms(),
+                gone: false,
+                overlay: Some(origin),
+            }]
+        };
+        let handler = Handler {
+            origin_bound: true,
+            ..f.handler(&remote)
+        };
+        let (listed, merged) = handler.lookup(H, 10);
+        assert!(listed.is_empty(), "not vouched for yet");
+        assert!(merged.changed && merged.probe);
+        assert!(f.members.lock().contains(&origin));
+        let due = f.members.lock().take_due_probes(Instant::now(), 16);
+        assert_eq!(due, vec![origin]);
+        f.members.lock().answered(origin, Instant::now());
+        assert_eq!(handler.local(&H, 10).len(), 1);
     }
 
     #[test]

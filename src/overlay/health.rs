@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
@@ -15,9 +15,6 @@ use super::rpc::request_with;
 use super::service::Inner;
 use crate::core::lww::now_ms;
 use crate::wire::overlay::{Message, MAX_TTL};
-
-/// How soon a keyed overlay pings a member that never answered us.
-const QUICK_PING: Duration = Duration::from_millis(500);
 
 impl Inner {
     pub(super) fn learn_me(&self, observed: SocketAddr) {
@@ -102,63 +99,64 @@ impl Inner {
         }
     }
 
-    pub(super) fn health_loop(self: Arc<Self>, stop: Receiver<()>) {
-        let keyed = self.cfg.keys.is_some();
+    pub(super) fn health_loop(self: Arc<Self>, stop: Receiver<()>, probe: Receiver<()>) {
         let mut next_round = Instant::now() + self.cfg.health_interval;
         loop {
             // A keyed overlay lists a provider only once its origin has
-            // answered us (`Members::vouched`): members that never did are
-            // pinged (once) within half a second, not at the next round.
-            let unanswered = keyed && self.members.lock().has_unprobed();
-            let wait = if unanswered {
-                QUICK_PING.min(next_round.saturating_duration_since(Instant::now()))
-            } else {
-                next_round.saturating_duration_since(Instant::now())
-            };
+            // answered us (`Members::vouched`): an origin that has not is
+            // pinged as soon as one of its providers arrives (woken through
+            // `probe`), then with backoff while it does not answer.
+            let due = self.members.lock().next_probe();
+            let until = due.map_or(next_round, |d| d.min(next_round));
+            let wait = until.saturating_duration_since(Instant::now());
             crossbeam_channel::select! {
                 recv(stop) -> _ => return,
+                recv(probe) -> _ => {}
                 default(wait) => {}
             }
             if self.stopped() {
                 return;
             }
             let now = Instant::now();
-            let full = now >= next_round;
-            let mut stale = if full {
+            let probes = self.members.lock().take_due_probes(now, 16);
+            self.ping_all(probes);
+            if now >= next_round {
                 next_round = now + self.cfg.health_interval;
-                self.members.lock().stale(now, self.cfg.health_interval, 16)
-            } else {
-                vec![]
-            };
-            if keyed {
-                let never = self.members.lock().take_unprobed(16);
-                for a in never {
-                    if !stale.contains(&a) {
-                        stale.push(a);
-                    }
-                }
-            }
-            let ping = Message::Ping {
-                overlay_port: Some(self.port),
-            };
-            for m in stale {
-                if self.stopped() {
-                    return;
-                }
-                match request_with(
-                    m,
-                    &ping,
-                    self.cfg.rpc_timeout,
-                    Some(&self.counters),
-                    self.cfg.keys.as_deref(),
-                ) {
-                    Ok(Message::Pong { observed }) => {
-                        self.learn_me(observed);
-                        self.members.lock().answered(m, Instant::now());
-                    }
-                    _ => self.member_failed(m),
-                }
+                let stale = self.members.lock().stale(now, self.cfg.health_interval, 16);
+                self.ping_all(stale);
             }
         }
+    }
+
+    /// Pings `targets` in parallel (a silent one costs one request
+    /// timeout in all, not one each): an answer vouches for the member, a
+    /// miss counts against it.
+    fn ping_all(&self, targets: Vec<SocketAddr>) {
+        let ping = Message::Ping {
+            overlay_port: Some(self.port),
+        };
+        std::thread::scope(|s| {
+            for m in targets {
+                let ping = &ping;
+                s.spawn(move || {
+                    if self.stopped() {
+                        return;
+                    }
+                    match request_with(
+                        m,
+                        ping,
+                        self.cfg.rpc_timeout,
+                        Some(&self.counters),
+                        self.cfg.keys.as_deref(),
+                    ) {
+                        Ok(Message::Pong { observed }) => {
+                            self.learn_me(observed);
+                            self.members.lock().answered(m, Instant::now());
+                        }
+                        _ => self.member_failed(m),
+                    }
+                });
+            }
+        });
     }
 }

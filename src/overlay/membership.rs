@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 pub const MAX_MEMBERS: usize = 1000;
 /// Consecutive failed contacts after which a member is declared dead.
 pub const DEAD_AFTER_FAILURES: u32 = 2;
+/// A keyed overlay re-pings an origin that did not answer its probe after
+/// this long, doubling each time up to [`PROBE_RETRY_MAX`].
+pub const PROBE_RETRY_FIRST: Duration = Duration::from_millis(500);
+pub const PROBE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 struct Member {
@@ -18,8 +22,9 @@ struct Member {
     /// in a keyed overlay: it holds the key and sits at this address; a
     /// request *from* it could be a replay sent from anywhere).
     answered: bool,
-    /// Pinged once, out of turn, because it had never answered.
-    probed: bool,
+    /// While it has not answered and we hold a provider announced through
+    /// it: when to ping it next, out of turn, and how often it was pinged.
+    probe: Probe,
     failures: u32,
     /// Our store sequence number last sent to this member (0 = nothing).
     sent_seq: u64,
@@ -77,7 +82,7 @@ impl Members {
             Member {
                 last_heard: None,
                 answered: false,
-                probed: false,
+                probe: Probe::default(),
                 failures: 0,
                 sent_seq: 0,
                 // Digest first: in a converged overlay a new contact
@@ -113,33 +118,56 @@ impl Members {
         self.heard(a, now);
         if let Some(m) = self.map.get_mut(&a) {
             m.answered = true;
+            m.probe = Probe::default();
         }
     }
 
-    /// True if a member never answered us and was not probed yet.
-    pub fn has_unprobed(&self) -> bool {
-        self.map.values().any(|m| !m.answered && !m.probed)
+    /// A keyed overlay now holds providers announced through `origins`:
+    /// each that is not vouched for ([`Members::vouched`]) is learnt as a
+    /// member if need be and due for a ping at once, so its providers are
+    /// listed one round trip after they arrive, not when gossip happens to
+    /// reach it. Returns true if a ping became due. Only origins we hold
+    /// providers of are pinged: a keyed overlay of N nodes does not ping
+    /// N² pairs at start.
+    pub fn want_vouched(&mut self, origins: &[SocketAddr], now: Instant) -> bool {
+        let mut due = false;
+        for o in origins {
+            if Some(*o) == self.me || !(self.map.contains_key(o) || self.add(*o, now)) {
+                continue;
+            }
+            if let Some(m) = self.map.get_mut(o) {
+                if !m.answered && m.probe.due.is_none() {
+                    m.probe.due = Some(now);
+                    due = true;
+                }
+            }
+        }
+        due
     }
 
-    /// Up to `max` members that never answered a request of ours and were
-    /// not probed yet, marked probed: each is pinged out of turn once (a
-    /// member we cannot reach but that keeps talking to us is then left
-    /// to the usual rounds, not pinged to death).
-    pub fn take_unprobed(&mut self, max: usize) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = self
+    /// When the next out-of-turn ping is due, if any.
+    pub fn next_probe(&self) -> Option<Instant> {
+        self.map.values().filter_map(|m| m.probe.due).min()
+    }
+
+    /// Up to `max` members whose out-of-turn ping is due (earliest first),
+    /// each rescheduled (backing off) in case this ping fails too.
+    pub fn take_due_probes(&mut self, now: Instant, max: usize) -> Vec<SocketAddr> {
+        let mut v: Vec<(Instant, SocketAddr)> = self
             .map
             .iter()
-            .filter(|(_, m)| !m.answered && !m.probed)
-            .map(|(a, _)| *a)
+            .filter_map(|(a, m)| m.probe.due.filter(|d| *d <= now).map(|d| (d, *a)))
             .collect();
         v.sort();
         v.truncate(max);
-        for a in &v {
+        for (_, a) in &v {
             if let Some(m) = self.map.get_mut(a) {
-                m.probed = true;
+                let wait = PROBE_RETRY_FIRST.saturating_mul(1 << m.probe.tries.min(16));
+                m.probe.tries += 1;
+                m.probe.due = Some(now + wait.min(PROBE_RETRY_MAX));
             }
         }
-        v
+        v.into_iter().map(|(_, a)| a).collect()
     }
 
     /// A contact failed; returns true if the member is now declared dead
@@ -250,6 +278,13 @@ impl Members {
     }
 }
 
+/// Out-of-turn pings of a member that has not answered us yet.
+#[derive(Clone, Copy, Debug, Default)]
+struct Probe {
+    due: Option<Instant>,
+    tries: u32,
+}
+
 /// How far a member is believed to be behind our store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SyncMode {
@@ -276,10 +311,9 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], p))
     }
 
-    /// Vouched for means answered us: named or heard from is not enough;
-    /// a member that never answered is probed out of turn once.
+    /// Vouched for means answered us: named or heard from is not enough.
     #[test]
-    fn only_members_that_answered_are_vouched_for_and_each_is_probed_once() {
+    fn only_members_that_answered_are_vouched_for() {
         let t = Instant::now();
         let mut m = Members::new(Duration::from_secs(30), 7);
         m.set_me(a(1));
@@ -289,12 +323,40 @@ mod tests {
         let mut v = m.vouched();
         v.sort();
         assert_eq!(v, vec![a(1), a(4)]);
-        assert!(m.has_unprobed());
-        assert_eq!(m.take_unprobed(16), vec![a(2), a(3)]);
-        assert!(!m.has_unprobed());
-        assert!(m.take_unprobed(16).is_empty());
         m.answered(a(3), t);
         assert!(m.vouched().contains(&a(3)));
+    }
+
+    /// Origins of providers we hold are pinged at once if not vouched for
+    /// (learnt as members if need be), again with backoff while they do
+    /// not answer, and never once they have; nobody else is pinged.
+    #[test]
+    fn unvouched_origins_are_probed_at_once_then_with_backoff() {
+        let t = Instant::now();
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        m.set_me(a(1));
+        m.add(a(2), t);
+        m.answered(a(4), t);
+        assert_eq!(m.next_probe(), None, "members alone are not probed");
+        assert!(!m.want_vouched(&[a(1), a(4)], t), "ourselves, vouched");
+        assert!(m.want_vouched(&[a(2), a(5)], t));
+        assert!(m.contains(&a(5)), "an origin is learnt as a member");
+        assert!(!m.want_vouched(&[a(2)], t), "already due");
+        assert_eq!(m.next_probe(), Some(t));
+        assert_eq!(m.take_due_probes(t, 16), vec![a(2), a(5)]);
+        assert!(m.take_due_probes(t, 16).is_empty(), "rescheduled");
+        let retry = t + PROBE_RETRY_FIRST;
+        assert_eq!(m.next_probe(), Some(retry));
+        m.answered(a(5), retry);
+        assert_eq!(m.take_due_probes(retry, 16), vec![a(2)]);
+        assert_eq!(m.next_probe(), Some(retry + PROBE_RETRY_FIRST * 2));
+        let mut late = retry;
+        for _ in 0..12 {
+            late += PROBE_RETRY_MAX;
+            assert_eq!(m.take_due_probes(late, 16), vec![a(2)]);
+        }
+        assert_eq!(m.next_probe(), Some(late + PROBE_RETRY_MAX), "capped");
+        assert!(!m.want_vouched(&[a(2)], late), "a pending probe is kept");
     }
 
     #[test]

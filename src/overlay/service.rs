@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use super::handler::Handler;
+use super::handler::{Answer, Handler};
 use super::membership::Members;
 pub use super::rpc::{request, request_with, Counters, RequestError};
 use super::store::{ProviderMeta, Store};
@@ -74,6 +74,8 @@ pub(super) struct Inner {
     pub(super) stop: AtomicBool,
     /// Wakes the gossip loop for a push round (bounded 1: news coalesces).
     pub(super) push: Sender<()>,
+    /// Wakes the health loop for an out-of-turn ping (bounded 1).
+    pub(super) probe: Sender<()>,
     /// Freshness of sealed requests (with a swarm key); taken alone, for
     /// one check.
     pub(super) replay: Mutex<ReplayGuard>,
@@ -104,6 +106,7 @@ impl Overlay {
             .map_err(|source| OverlayError::Bind { addr: bind, source })?;
         crate::runtime::ports::warn_if_moved("overlay", cfg.port, addr);
         let (push_tx, push_rx) = crossbeam_channel::bounded(1);
+        let (probe_tx, probe_rx) = crossbeam_channel::bounded(1);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let mut members = Members::new(cfg.health_interval * 3, fastrand::u64(..));
@@ -117,6 +120,7 @@ impl Overlay {
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             push: push_tx,
+            probe: probe_tx,
             replay: Mutex::new(ReplayGuard::default()),
             cfg,
         });
@@ -156,7 +160,10 @@ impl Overlay {
             Box::new(move || i.gossip_loop(s, push_rx)),
         )?);
         let (i, s) = (inner.clone(), stop_rx);
-        threads.push(spawn("overlay-health", Box::new(move || i.health_loop(s)))?);
+        threads.push(spawn(
+            "overlay-health",
+            Box::new(move || i.health_loop(s, probe_rx)),
+        )?);
         drop(done_tx);
         Ok(Overlay {
             inner,
@@ -220,9 +227,12 @@ impl Overlay {
     /// Providers of `info_hash`: the local store, then up to three members
     /// in parallel; merged, newest first, at most `limit`.
     pub fn lookup(&self, info_hash: InfoHash, limit: usize) -> Vec<ProviderMeta> {
-        let (providers, news) = self.inner.with_handler(|h| h.lookup(info_hash, limit));
-        if news {
+        let (providers, merged) = self.inner.with_handler(|h| h.lookup(info_hash, limit));
+        if merged.changed {
             self.inner.signal_push();
+        }
+        if merged.probe {
+            self.inner.signal_probe();
         }
         providers
     }
@@ -332,6 +342,9 @@ impl Inner {
         if answer.news {
             self.signal_push();
         }
+        if answer.probe {
+            self.signal_probe();
+        }
         let sent = wire::write_frame(&mut io, &answer.reply)?;
         self.counters
             .bytes_out
@@ -368,21 +381,23 @@ impl Inner {
             .bytes_in
             .fetch_add(4 + body.len() as u64, Ordering::Relaxed);
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
-        let (reply, news) = match Message::decode_body(opened.payload) {
-            Ok(msg) => {
-                let answer = self.with_handler(|h| h.handle(msg, from));
-                (answer.reply, answer.news)
-            }
-            Err(e) => (
-                Message::Error {
+        let answer = match Message::decode_body(opened.payload) {
+            Ok(msg) => self.with_handler(|h| h.handle(msg, from)),
+            Err(e) => Answer {
+                reply: Message::Error {
                     message: e.to_string(),
                 },
-                false,
-            ),
+                news: false,
+                probe: false,
+            },
         };
-        if news {
+        if answer.news {
             self.signal_push();
         }
+        if answer.probe {
+            self.signal_probe();
+        }
+        let reply = answer.reply;
         let reply_ctx = Context::reply(sealed::OVERLAY_REPLY, opened.nonce);
         let bytes = wire::encode_sealed(&reply, keys, &reply_ctx, now_ms(), sealed::fresh_nonce());
         io.write_all(&bytes)?;
