@@ -11,7 +11,6 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::handler::add_members;
-use super::rpc::request_with;
 use super::service::Inner;
 use crate::core::lww::now_ms;
 use crate::wire::overlay::{Message, MAX_TTL};
@@ -68,13 +67,9 @@ impl Inner {
                 let ping = Message::Ping {
                     overlay_port: Some(self.port),
                 };
-                if let Ok(Message::Pong { observed }) = request_with(
-                    *peer,
-                    &ping,
-                    self.cfg.rpc_timeout,
-                    Some(&self.counters),
-                    self.cfg.keys.as_deref(),
-                ) {
+                if let Ok(Message::Pong { observed }) =
+                    self.request(*peer, &ping, self.cfg.rpc_timeout)
+                {
                     self.learn_me(observed);
                     self.members.lock().answered(*peer, Instant::now());
                 }
@@ -84,13 +79,9 @@ impl Inner {
                 let ask = Message::Members {
                     ttl: MAX_TTL - depth,
                 };
-                if let Ok(Message::MemberList { members }) = request_with(
-                    *peer,
-                    &ask,
-                    self.cfg.rpc_timeout,
-                    Some(&self.counters),
-                    self.cfg.keys.as_deref(),
-                ) {
+                if let Ok(Message::MemberList { members }) =
+                    self.request(*peer, &ask, self.cfg.rpc_timeout)
+                {
                     add_members(&self.members, &members);
                     next.extend(members.into_iter().filter(|a| seen.insert(*a)));
                 }
@@ -142,13 +133,7 @@ impl Inner {
                     if self.stopped() {
                         return;
                     }
-                    match request_with(
-                        m,
-                        ping,
-                        self.cfg.rpc_timeout,
-                        Some(&self.counters),
-                        self.cfg.keys.as_deref(),
-                    ) {
+                    match self.request(m, ping, self.cfg.rpc_timeout) {
                         Ok(Message::Pong { observed }) => {
                             self.learn_me(observed);
                             self.members.lock().answered(m, Instant::now());

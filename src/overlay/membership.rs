@@ -37,6 +37,8 @@ pub struct Members {
     /// Members declared dead recently: not re-learned from hearsay.
     dead: HashMap<SocketAddr, Instant>,
     quarantine: Duration,
+    /// When a member was last learnt (a young or churning overlay).
+    grown_at: Option<Instant>,
     rng: fastrand::Rng,
 }
 
@@ -49,6 +51,7 @@ impl Members {
             map: HashMap::new(),
             dead: HashMap::new(),
             quarantine,
+            grown_at: None,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -77,6 +80,7 @@ impl Members {
             }
             self.dead.remove(&a);
         }
+        self.grown_at = Some(now);
         self.map.insert(
             a,
             Member {
@@ -143,6 +147,13 @@ impl Members {
             }
         }
         due
+    }
+
+    /// True if a member was learnt within `window` before `now`: the
+    /// overlay is young or churning, and others may not know all of us yet.
+    pub fn grew_within(&self, now: Instant, window: Duration) -> bool {
+        self.grown_at
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// When the next out-of-turn ping is due, if any.
@@ -357,6 +368,24 @@ mod tests {
         }
         assert_eq!(m.next_probe(), Some(late + PROBE_RETRY_MAX), "capped");
         assert!(!m.want_vouched(&[a(2)], late), "a pending probe is kept");
+    }
+
+    #[test]
+    fn a_members_list_knows_when_it_last_grew() {
+        let t = Instant::now();
+        let w = Duration::from_secs(8);
+        let mut m = Members::new(Duration::from_secs(30), 7);
+        assert!(!m.grew_within(t, w), "nobody learnt yet");
+        m.add(a(2), t);
+        assert!(m.grew_within(t + Duration::from_secs(7), w));
+        assert!(!m.grew_within(t + w, w));
+        m.heard(a(2), t + w);
+        assert!(
+            !m.grew_within(t + w, w),
+            "hearing a member again is not growth"
+        );
+        m.heard(a(3), t + w);
+        assert!(m.grew_within(t + w, w), "a new member talked to us");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! request and reply adds to.
 
 use std::io::{BufReader, BufWriter};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -107,7 +107,23 @@ pub fn request_with(
     counters: Option<&Counters>,
     keys: Option<&Keyring>,
 ) -> Result<Message, RequestError> {
-    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
+    request_from(None, addr, msg, timeout, counters, keys)
+}
+
+/// [`request_with`] from `source` (the address a node's overlay is bound
+/// to, when it is bound to one): the receiver names us by the source
+/// address of our connection, so a node on one of a host's several
+/// addresses must send from it. Not used across loopback and the outside
+/// (a loopback source cannot reach another host) nor across families.
+pub fn request_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    msg: &Message,
+    timeout: Duration,
+    counters: Option<&Counters>,
+    keys: Option<&Keyring>,
+) -> Result<Message, RequestError> {
+    let stream = connect(source, addr, timeout).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
             RequestError::TimedOut(timeout)
         }
@@ -152,11 +168,60 @@ pub fn request_with(
     Ok(reply)
 }
 
+fn connect(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let usable = |s: &IpAddr| {
+        !s.is_unspecified()
+            && s.is_ipv4() == addr.is_ipv4()
+            && s.is_loopback() == addr.ip().is_loopback()
+    };
+    let Some(ip) = source.filter(usable) else {
+        return TcpStream::connect_timeout(&addr, timeout);
+    };
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.bind(&SocketAddr::new(ip, 0).into())?;
+    sock.connect_timeout(&addr.into(), timeout)?;
+    Ok(sock.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::TcpListener;
     use std::time::Instant;
+
+    /// A node bound to one loopback address is seen to come from it, not
+    /// from 127.0.0.1 (the kernel's choice), so members name it right.
+    #[test]
+    fn a_request_comes_from_the_source_address_it_is_given() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut froms = vec![];
+            for _ in 0..2 {
+                let (s, from) = listener.accept().unwrap();
+                froms.push(from.ip());
+                let mut r = BufReader::new(&s);
+                if wire::read_frame(&mut r).is_ok() {
+                    let mut w = BufWriter::new(&s);
+                    let _ = wire::write_frame(&mut w, &Message::Pong { observed: from });
+                }
+            }
+            froms
+        });
+        let ping = Message::Ping { overlay_port: None };
+        let t = Duration::from_secs(3);
+        let src: IpAddr = "127.0.0.9".parse().unwrap();
+        let reply = request_from(Some(src), addr, &ping, t, None, None).unwrap();
+        assert!(matches!(reply, Message::Pong { observed } if observed.ip() == src));
+        request_with(addr, &ping, t, None, None).unwrap();
+        let froms = server.join().unwrap();
+        assert_eq!(froms, vec![src, "127.0.0.1".parse::<IpAddr>().unwrap()]);
+    }
 
     /// A member that opens its receive window a little at a time must not
     /// hold a sender past the request's deadline: the write counts too.

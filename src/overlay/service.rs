@@ -29,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::handler::{Answer, Handler};
 use super::membership::Members;
-pub use super::rpc::{request, request_with, Counters, RequestError};
+pub use super::rpc::{request, request_from, request_with, Counters, RequestError};
 use super::store::{ProviderMeta, Store};
 use super::OverlayConfig;
 use crate::core::lww::now_ms;
@@ -302,6 +302,24 @@ impl Drop for Overlay {
 impl Inner {
     pub(super) fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// One request of ours to a member: from our bound address, counted,
+    /// sealed with the swarm key if we have one.
+    pub(super) fn request(
+        &self,
+        addr: SocketAddr,
+        msg: &Message,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        request_from(
+            Some(self.cfg.bind),
+            addr,
+            msg,
+            timeout,
+            Some(&self.counters),
+            self.cfg.keys.as_deref(),
+        )
     }
 
     /// Runs `f` with a [`Handler`] over our state whose forwarded lookups
