@@ -13,7 +13,9 @@
 #
 #   scripts/bench-peers.sh [SIZE_MIB]          (default 1024)
 #   SIZE_MIB=64 ROUNDS=1 scripts/bench-peers.sh
-# Environment: SIZE_MIB (the first argument wins), ROUNDS (3), TIMEOUT
+#   PIECE=256k scripts/bench-peers.sh          (piece length: 256k, 1m, or bytes)
+# Environment: SIZE_MIB (the first argument wins), PIECE (the piece length of
+# the torrent; default: btnode create's choice), ROUNDS (3), TIMEOUT
 # (seconds per transfer, 300), PAIRS (a subset, e.g. "bt:bt lt:lt"; kinds are
 # bt lt tr a2 rq, seeder first), TR_NETNS=0 (see Transmission below),
 # BENCH_DIR (target/bench-peers: the seed file is made once and kept there).
@@ -44,6 +46,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-${SIZE_MIB:-1024}}
 rounds=${ROUNDS:-3}
+piece=${PIECE:-}
+case $piece in
+  "") piece_bytes="" ;;
+  *[kK]) piece_bytes=$((${piece%?} * 1024)) ;;
+  *[mM]) piece_bytes=$((${piece%?} * 1048576)) ;;
+  *) piece_bytes=$piece ;;
+esac
 timeout_s=${TIMEOUT:-300}
 work=${BENCH_DIR:-target/bench-peers}
 mkdir -p "$work"
@@ -149,15 +158,17 @@ if [ ! -s "$data" ] || [ "$(stat -c %s "$data")" -ne $((size_mib * 1048576)) ]; 
   head -c $((size_mib * 1048576)) /dev/urandom >"$data"
   rm -f "$work/bench-$size_mib".*
 fi
-base_torrent="$work/bench-$size_mib.torrent"
+tag=$size_mib${piece_bytes:+-p$piece_bytes}
+base_torrent="$work/bench-$tag.torrent"
 placeholder=http://127.0.0.1:1/announce # replaced per transfer by retrack
-if [ ! -s "$base_torrent" ] || [ ! -s "$work/bench-$size_mib.infohash" ]; then
-  "$bin" create --tracker "$placeholder" -o "$base_torrent" "$data" >"$work/bench-$size_mib.infohash"
+if [ ! -s "$base_torrent" ] || [ ! -s "$work/bench-$tag.infohash" ]; then
+  "$bin" create --tracker "$placeholder" ${piece_bytes:+--piece-length "$piece_bytes"} \
+    -o "$base_torrent" "$data" >"$work/bench-$tag.infohash"
 fi
 if [ ! -s "$work/bench-$size_mib.sha256" ]; then
   sha256sum "$data" | cut -d' ' -f1 >"$work/bench-$size_mib.sha256"
 fi
-info_hash=$(sed -n 1p "$work/bench-$size_mib.infohash" | tr -d '[:space:]')
+info_hash=$(sed -n 1p "$work/bench-$tag.infohash" | tr -d '[:space:]')
 # shellcheck disable=SC2001 # a back-reference: %-escape every byte for /scrape
 info_hash_q=$(sed 's/../%&/g' <<<"$info_hash")
 source_sha=$(cat "$work/bench-$size_mib.sha256")
@@ -554,7 +565,7 @@ versions() {
   ! have a2 || aria2c --version | head -n 1
   ! have rq || echo "rqbit $(rqbit --version 2>&1 | head -n 1)"
 }
-echo "file       $size_mib MiB ($name), 1 seeder -> 1 leecher, loopback, $rounds round(s), timeout $timeout_s s"
+echo "file       $size_mib MiB ($name, piece length ${piece_bytes:-default}${piece_bytes:+ B}), 1 seeder -> 1 leecher, loopback, $rounds round(s), timeout $timeout_s s"
 echo "machine    $(nproc) cores, $(uname -r)"
 echo "conditions TCP only, no encryption, a fresh verified seeder per transfer; time = leecher start -> all pieces verified"
 versions | sed 's/^/client     /'

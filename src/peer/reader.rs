@@ -3,11 +3,11 @@
 //! goes from the socket buffer straight into storage, every other body
 //! through `wire::peer::decode_body` to the swarm state.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::TcpStream;
 
 use super::connection::{drop_err, Swarm};
-use crate::storage::{HashJob, HashPurpose};
+use crate::storage::{HashJob, HashPurpose, RecvError};
 use crate::swarm::picker::PeerKey;
 use crate::wire::frame::{self, FrameHead, PieceHead, Prefix};
 use crate::wire::peer::decode_body;
@@ -42,9 +42,9 @@ impl Swarm {
     }
 
     /// The data of a piece message whose header was read: throttled, then
-    /// read from the socket buffer straight into storage if the swarm state
+    /// handed from the socket buffer straight to storage if the swarm state
     /// hands this thread the block, or read past otherwise.
-    fn recv_piece(&self, key: PeerKey, r: &mut impl Read, piece: PieceHead) -> io::Result<()> {
+    fn recv_piece(&self, key: PeerKey, r: &mut impl BufRead, piece: PieceHead) -> io::Result<()> {
         let PieceHead {
             index,
             begin,
@@ -85,7 +85,13 @@ impl Swarm {
                     });
                 }
             }
-            Err(e) => {
+            Err(RecvError::Store(e)) => {
+                // As for a piece that could not be prepared; the block's
+                // bytes were read, so the stream is at the next frame.
+                self.state.lock().abort_block(block);
+                let _ = self.storage_failed_tx.try_send(e);
+            }
+            Err(RecvError::Read(e)) => {
                 self.state.lock().abort_block(block);
                 return Err(e);
             }

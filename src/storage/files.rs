@@ -8,14 +8,16 @@
 //! pre-planted link cannot redirect a write outside the directory.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::Mutex;
 
-use super::PieceStore;
+use super::{PieceStore, RecvError};
 use crate::core::{Metainfo, PieceGeometry};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +28,13 @@ pub enum StorageError {
     Escapes(PathBuf),
 }
 
+/// Most files a store keeps open for writing at once (a torrent may hold
+/// more files than the process may have descriptors).
+const OPEN_FILES: usize = 16;
+
 struct MappedFile {
-    /// Reopened to reserve disk space for a piece (not kept open: a torrent
-    /// may hold more files than the process may have descriptors).
+    /// Opened (and kept among the [`OPEN_FILES`] last used) to write blocks
+    /// and reserve disk space.
     path: PathBuf,
     /// Offset of this file in the torrent's byte stream.
     offset: u64,
@@ -46,6 +52,8 @@ pub struct Storage {
     files: Vec<MappedFile>,
     geometry: PieceGeometry,
     page_size: usize,
+    /// Files open for writing, by index, the most recently used last.
+    open: Mutex<Vec<(usize, Arc<File>)>>,
 }
 
 /// What opening found on disk.
@@ -102,6 +110,7 @@ impl Storage {
                 files,
                 geometry: meta.geometry(),
                 page_size,
+                open: Mutex::new(Vec::new()),
             },
             report,
         ))
@@ -137,6 +146,37 @@ impl Storage {
             .expect("non-empty file is mapped");
         // SAFETY: offset < file length (segments() guarantees it).
         unsafe { map.as_mut_ptr().add(offset as usize) }
+    }
+
+    /// File `file` opened for writing: a kept descriptor, or a new one
+    /// (opened with no lock held) that then replaces the least recently
+    /// used.
+    fn handle(&self, file: usize) -> Result<Arc<File>, StorageError> {
+        {
+            let mut open = self.open.lock();
+            if let Some(i) = open.iter().position(|(f, _)| *f == file) {
+                let entry = open.remove(i);
+                let handle = entry.1.clone();
+                open.push(entry);
+                return Ok(handle);
+            }
+        }
+        let path = &self.files[file].path;
+        let handle = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map(Arc::new)
+            .map_err(|source| StorageError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let mut open = self.open.lock();
+        if open.len() >= OPEN_FILES {
+            open.remove(0);
+        }
+        open.push((file, handle.clone()));
+        Ok(handle)
     }
 
     /// Calls madvise on the pages that lie wholly inside the piece (plus the
@@ -185,18 +225,47 @@ impl Storage {
 }
 
 impl PieceStore for Storage {
+    /// Writes the bytes the reader has buffered straight into the file
+    /// (`pwrite`), as they come: the page cache gets whole pages from the
+    /// socket buffer, where a write through the map would first fault each
+    /// page in (reading or zero-filling it) and mark it dirty.
     unsafe fn recv_block(
         &self,
         piece: usize,
         begin: u32,
         len: u32,
-        reader: &mut dyn Read,
-    ) -> io::Result<()> {
+        reader: &mut dyn BufRead,
+    ) -> Result<(), RecvError> {
+        let mut failed = None;
         for (file, offset, n) in self.segments(self.byte_range(piece, begin), len as u64) {
-            let dst = std::slice::from_raw_parts_mut(self.ptr(file, offset), n as usize);
-            reader.read_exact(dst)?;
+            let handle = match (&failed, self.handle(file)) {
+                (None, Ok(h)) => Some(h),
+                (None, Err(e)) => {
+                    failed = Some(e);
+                    None
+                }
+                (Some(_), _) => None,
+            };
+            let mut done = 0u64;
+            while done < n {
+                let buf = reader.fill_buf()?;
+                if buf.is_empty() {
+                    return Err(RecvError::Read(io::ErrorKind::UnexpectedEof.into()));
+                }
+                let take = buf.len().min((n - done) as usize);
+                if let (Some(h), None) = (&handle, &failed) {
+                    if let Err(source) = h.write_all_at(&buf[..take], offset + done) {
+                        failed = Some(StorageError::Io {
+                            path: self.files[file].path.clone(),
+                            source,
+                        });
+                    }
+                }
+                reader.consume(take);
+                done += take as u64;
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(RecvError::Store(e)))
     }
 
     unsafe fn block_slices(&self, piece: usize, begin: u32, len: u32) -> Vec<&[u8]> {
@@ -205,25 +274,14 @@ impl PieceStore for Storage {
             .collect()
     }
 
-    /// Makes a piece ready to be written through the map, before its first
-    /// block arrives. Reserves its bytes on disk (`fallocate`) so that a full
-    /// disk is an error here rather than a SIGBUS when the map is written;
-    /// files stay sparse everywhere else. Then faults in its pages, writable,
-    /// in one call, which is much cheaper than a page fault per 4 KiB while
-    /// blocks are copied in. Filesystems without `fallocate` skip the
-    /// reservation; kernels without MADV_POPULATE_WRITE skip the prefault.
+    /// Makes a piece ready to be written, before its first block arrives:
+    /// reserves its bytes on disk (`fallocate`), so that a full disk is an
+    /// error here, before any of its blocks is taken from a peer; files stay
+    /// sparse everywhere else. Filesystems without `fallocate` skip it (a
+    /// full disk is then a failed block write).
     fn prepare_piece(&self, piece: usize, len: u32) -> Result<(), StorageError> {
         for (file, offset, n) in self.segments(self.byte_range(piece, 0), len as u64) {
-            let path = &self.files[file].path;
-            let fail = |source| StorageError::Io {
-                path: path.clone(),
-                source,
-            };
-            let handle = OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(fail)?;
+            let handle = self.handle(file)?;
             // SAFETY: fallocate on an open descriptor; mode 0 only allocates
             // (a range already holding data keeps it).
             let rc = unsafe {
@@ -241,20 +299,14 @@ impl PieceStore for Storage {
                     Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
                 );
                 if !unsupported {
-                    return Err(fail(e));
+                    return Err(StorageError::Io {
+                        path: self.files[file].path.clone(),
+                        source: e,
+                    });
                 }
             }
         }
-        let populate = self.advise_piece(piece, len, libc::MADV_POPULATE_WRITE, false);
-        match populate {
-            // EFAULT: a write to these pages would raise SIGBUS (no space on a
-            // filesystem that could not reserve it above).
-            Err((file, e)) if e.raw_os_error() == Some(libc::EFAULT) => Err(StorageError::Io {
-                path: self.files[file].path.clone(),
-                source: io::Error::from_raw_os_error(libc::ENOSPC),
-            }),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// Drops this process's mapping of a verified piece's pages: the data
@@ -349,9 +401,9 @@ mod tests {
         assert_eq!(report.created, vec![true; 4]);
         let data: Vec<u8> = (0..18).collect();
         unsafe {
-            s.write_block(0, 0, &data[..8]);
-            s.write_block(1, 0, &data[8..16]);
-            s.write_block(2, 0, &data[16..]);
+            s.write_block(0, 0, &data[..8]).unwrap();
+            s.write_block(1, 0, &data[8..16]).unwrap();
+            s.write_block(2, 0, &data[16..]).unwrap();
         }
         s.flush().unwrap();
         let read = |i| std::fs::read(dir.path().join(format!("t/f{i}"))).unwrap();

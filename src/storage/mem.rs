@@ -5,11 +5,11 @@
 //! place by the one thread the swarm state handed them to.
 
 use std::cell::UnsafeCell;
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{PieceStore, StorageError};
+use super::{PieceStore, RecvError, StorageError};
 
 pub struct MemStorage {
     bytes: Box<[UnsafeCell<u8>]>,
@@ -85,10 +85,11 @@ impl PieceStore for MemStorage {
         piece: usize,
         begin: u32,
         len: u32,
-        reader: &mut dyn Read,
-    ) -> io::Result<()> {
+        reader: &mut dyn BufRead,
+    ) -> Result<(), RecvError> {
         let (start, n) = self.range(piece, begin, len);
-        reader.read_exact(std::slice::from_raw_parts_mut(self.base().add(start), n))
+        reader.read_exact(std::slice::from_raw_parts_mut(self.base().add(start), n))?;
+        Ok(())
     }
 
     unsafe fn block_slices(&self, piece: usize, begin: u32, len: u32) -> Vec<&[u8]> {
@@ -122,10 +123,10 @@ mod tests {
         let s = MemStorage::new(8, 20);
         let data: Vec<u8> = (1..=20).collect();
         unsafe {
-            s.write_block(0, 0, &data[..8]);
-            s.write_block(1, 4, &data[12..16]);
-            s.write_block(1, 0, &data[8..12]);
-            s.write_block(2, 0, &data[16..]);
+            s.write_block(0, 0, &data[..8]).unwrap();
+            s.write_block(1, 4, &data[12..16]).unwrap();
+            s.write_block(1, 0, &data[8..12]).unwrap();
+            s.write_block(2, 0, &data[16..]).unwrap();
             assert_eq!(s.contents(), data);
             assert_eq!(s.block_slices(2, 0, 8), vec![&data[16..]]);
         }
@@ -145,6 +146,6 @@ mod tests {
         let s = MemStorage::new(8, 8);
         let mut short: &[u8] = &[1, 2, 3];
         let e = unsafe { s.recv_block(0, 0, 8, &mut short) }.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(matches!(e, RecvError::Read(e) if e.kind() == io::ErrorKind::UnexpectedEof));
     }
 }

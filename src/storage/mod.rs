@@ -11,7 +11,7 @@
 //! - a piece is read (hashed or uploaded) only when no block of it is being
 //!   written: during hashing, or after it was verified.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 pub mod files;
 pub mod hasher;
@@ -23,13 +23,26 @@ pub use files::{OpenReport, Storage, StorageError};
 pub use hasher::{HashJob, HashPool, HashPurpose, HashQueue, HashResult, PieceHashes};
 pub use mem::MemStorage;
 
+/// Why [`PieceStore::recv_block`] did not store a block.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The peer's stream ended or failed: the connection's fault.
+    #[error("{0}")]
+    Read(#[from] io::Error),
+    /// The bytes were read but could not be stored (a full disk): ours.
+    #[error("{0}")]
+    Store(StorageError),
+}
+
 /// A torrent's bytes, addressed by piece and offset in the piece, as the
-/// connection threads and the hash workers use them. Blocks are written in
-/// place (the reader reads a payload from the socket buffer straight into
-/// the store) and read in place (the writer sends borrowed slices).
+/// connection threads and the hash workers use them. Blocks are stored
+/// from the socket buffer with no copy of our own (the reader hands over
+/// its buffered bytes) and read in place (the writer sends borrowed slices).
 pub trait PieceStore: Send + Sync {
-    /// Reads `len` bytes from `reader` straight into the block at `begin`
-    /// of `piece` (bytes past the torrent's end are not read).
+    /// Reads `len` bytes from `reader` and stores them as the block at
+    /// `begin` of `piece` (bytes past the torrent's end are not read).
+    /// A failure to store them (a full disk) still reads the block's
+    /// bytes, so the stream stays at a frame boundary.
     ///
     /// # Safety
     /// The caller holds exclusive write access to this block (module doc).
@@ -38,8 +51,8 @@ pub trait PieceStore: Send + Sync {
         piece: usize,
         begin: u32,
         len: u32,
-        reader: &mut dyn Read,
-    ) -> io::Result<()>;
+        reader: &mut dyn BufRead,
+    ) -> Result<(), RecvError>;
 
     /// The slices that make up the block, in order (more than one when the
     /// block spans files).
@@ -63,10 +76,9 @@ pub trait PieceStore: Send + Sync {
     ///
     /// # Safety
     /// As for [`PieceStore::recv_block`].
-    unsafe fn write_block(&self, piece: usize, begin: u32, data: &[u8]) {
+    unsafe fn write_block(&self, piece: usize, begin: u32, data: &[u8]) -> Result<(), RecvError> {
         let mut reader = data;
         self.recv_block(piece, begin, data.len() as u32, &mut reader)
-            .expect("a slice of the right length reads fully");
     }
 
     /// SHA-1 of piece `piece` of length `len` as it is stored now.

@@ -322,8 +322,8 @@ mod tests {
         let m = meta(&[10, 0, 13], 8);
         let (s, _) = Storage::open(&m, dir.path()).unwrap();
         unsafe {
-            s.write_block(0, 0, &[1; 8]);
-            s.write_block(2, 0, &[2; 7]);
+            s.write_block(0, 0, &[1; 8]).unwrap();
+            s.write_block(2, 0, &[2; 7]).unwrap();
         }
         s.flush().unwrap();
         let mut pieces = Bitfield::new(m.num_pieces());
