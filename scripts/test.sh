@@ -13,6 +13,7 @@ command -v aria2c >/dev/null || need_pkgs+=(aria2)
 command -v opentracker >/dev/null || need_pkgs+=(opentracker)
 command -v mktorrent >/dev/null || need_pkgs+=(mktorrent)
 command -v dig >/dev/null || need_pkgs+=(dnsutils)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 # Headless browser for the dashboard test (tests/dashboard.rs).
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 /usr/bin/python3 -c 'import libtorrent' 2>/dev/null || need_pkgs+=(python3-libtorrent)

@@ -23,13 +23,30 @@ pub fn per_ip_cap(max_peers: usize) -> usize {
     (max_peers / 4).max(8)
 }
 
+/// A TCP listener on `[::]:port` that takes IPv4 connections too.
+fn dual_stack(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::STREAM, None)?;
+    s.set_only_v6(false)?;
+    s.set_reuse_address(true)?;
+    s.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
 pub struct Listener {
     service: Service,
 }
 
 impl Listener {
+    /// Binds the peer port. `::` is dual-stack (IPv4 peers arrive as
+    /// v4-mapped addresses) whatever the system's `bindv6only` default.
     pub fn bind(ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
-        let l = TcpListener::bind((ip, port))?;
+        let l = if ip == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+            dual_stack(port)?
+        } else {
+            TcpListener::bind((ip, port))?
+        };
         let addr = l.local_addr()?;
         Ok((l, addr))
     }
@@ -77,5 +94,23 @@ impl Listener {
     /// Call after the swarm's shutdown flag is set.
     pub fn stop(self) {
         self.service.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_v6_bind_takes_v4_and_v6_peers() {
+        let Ok((l, addr)) = Listener::bind("::".parse().unwrap(), 0) else {
+            return; // no IPv6 on this machine
+        };
+        for ip in ["127.0.0.1", "::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let _c = std::net::TcpStream::connect((ip, addr.port())).unwrap();
+            let (_, from) = l.accept().unwrap();
+            assert_eq!(from.ip().to_canonical(), ip);
+        }
     }
 }

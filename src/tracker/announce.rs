@@ -56,9 +56,9 @@ pub enum TrackerError {
     /// torrent, banned client, full): retrying soon will not help.
     #[error("tracker refused: {0}")]
     Failure(String),
-    /// Neither `http://` nor `udp://` (`https://`, `wss://`...): skip this
+    /// Neither `http://`, `https://` nor `udp://` (`wss://`...): skip this
     /// tracker for good.
-    #[error("only http:// and udp:// trackers are supported, not {0}")]
+    #[error("only http://, https:// and udp:// trackers are supported, not {0}")]
     UnsupportedScheme(String),
     /// Scrape asked of a tracker whose URL does not follow the BEP 48
     /// convention (last path segment starting with `announce`).
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn failures_map_to_what_the_announcer_does() {
         assert_eq!(
-            TrackerError::UnsupportedScheme("https".into()).kind(),
+            TrackerError::UnsupportedScheme("wss".into()).kind(),
             FailureKind::Never
         );
         assert_eq!(TrackerError::Redirects.kind(), FailureKind::RedirectLoop);

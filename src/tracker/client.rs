@@ -1,6 +1,7 @@
-//! Tracker client: announce and scrape over HTTP (minreq, blocking, with a
-//! timeout and a bounded reply size), or over UDP (BEP 15, in `udp`) for
-//! `udp://` URLs. Owns the mapping from HTTP outcomes to [`TrackerError`];
+//! Tracker client: announce and scrape over HTTP or HTTPS (ureq, blocking,
+//! with a timeout and a bounded reply size; TLS through rustls, trusting the
+//! system's roots, or only the PEM file `SSL_CERT_FILE` names when it is
+//! set), or over UDP (BEP 15, in `udp`) for `udp://` URLs. Owns the mapping from HTTP outcomes to [`TrackerError`];
 //! the types both transports share are in `announce` (re-exported here),
 //! the bytes are `wire::tracker`'s business.
 
@@ -18,47 +19,53 @@ pub use super::announce::{AnnounceRequest, AnnounceResponse, Event, ScrapeStats,
 /// Largest reply read from a tracker.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
-/// minreq takes whole seconds: round up, so a 1.5 s budget is not cut to 1 s.
-fn whole_seconds(timeout: Duration) -> u64 {
-    (timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0)).max(1)
-}
-
-/// GETs `url`; the body of any status, or why there is none.
+/// GETs `url` (`http://` or `https://`); the body of any status, or why
+/// there is none. Through ureq: one timeout bounds the whole request, TLS
+/// handshake included (minreq sets no read timeout while rustls shakes
+/// hands, so a TLS front that accepted and went silent would hold the
+/// announcer for good), and bracketed IPv6 hosts (`http://[::1]:6969/`)
+/// resolve (minreq hands `[::1]` to the resolver). TLS is rustls with the
+/// system's roots, or only the PEM file `SSL_CERT_FILE` names when set.
 fn get(url: &str, timeout: Duration) -> Result<(i32, Vec<u8>), TrackerError> {
     let scheme_len = url.find("://").unwrap_or(url.len());
-    if !url[..scheme_len].eq_ignore_ascii_case("http") {
-        return Err(TrackerError::UnsupportedScheme(
-            url[..scheme_len].to_string(),
-        ));
+    let scheme = &url[..scheme_len];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(TrackerError::UnsupportedScheme(scheme.to_string()));
     }
-    let resp = minreq::get(url)
-        .with_timeout(whole_seconds(timeout))
-        .with_max_redirects(3)
-        .with_max_headers_size(16 * 1024)
-        .with_max_status_line_length(1024)
-        .send_lazy()
-        .map_err(|e| match e {
-            minreq::Error::TooManyRedirections | minreq::Error::InfiniteRedirectionLoop => {
-                TrackerError::Redirects
-            }
-            e => TrackerError::Transport(e.to_string()),
-        })?;
-    let status = resp.status_code;
+    let agent = ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .redirects(3)
+        .https_only(false)
+        .build();
+    let resp = match agent.get(url).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => {
+            return Err(match t.kind() {
+                ureq::ErrorKind::TooManyRedirects => TrackerError::Redirects,
+                _ => TrackerError::Transport(t.to_string()),
+            })
+        }
+    };
+    let status = i32::from(resp.status());
     let declared = resp
-        .headers
-        .get("content-length")
+        .header("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok((status, bounded_body(declared, resp.into_reader())?))
+}
+
+/// Reads a reply body of at most [`MAX_REPLY_BYTES`].
+fn bounded_body(declared: Option<u64>, body: impl Read) -> Result<Vec<u8>, TrackerError> {
     if declared.is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
         return Err(TrackerError::BadReply("reply over 1 MiB".into()));
     }
-    let mut body = Vec::new();
-    Read::take(resp, MAX_REPLY_BYTES as u64 + 1)
-        .read_to_end(&mut body)
+    let mut out = Vec::new();
+    body.take(MAX_REPLY_BYTES as u64 + 1)
+        .read_to_end(&mut out)
         .map_err(|e| TrackerError::Transport(e.to_string()))?;
-    if body.len() > MAX_REPLY_BYTES {
+    if out.len() > MAX_REPLY_BYTES {
         return Err(TrackerError::BadReply("reply over 1 MiB".into()));
     }
-    Ok((status, body))
+    Ok(out)
 }
 
 /// Decodes a body with `decode`; a non-200 status still yields the
@@ -128,14 +135,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_round_up_to_whole_seconds() {
-        assert_eq!(whole_seconds(Duration::ZERO), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(800)), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
-        assert_eq!(whole_seconds(Duration::from_secs(5)), 5);
-    }
-
-    #[test]
     fn status_and_failure_reason_are_told_apart() {
         let failure = codec::encode_failure("go away");
         let decode = AnnounceReply::decode;
@@ -158,9 +157,24 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_tls_front_is_given_up_within_the_timeout() {
+        // Accepts, then never says a word: the TLS handshake must not wait
+        // past the request's deadline.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}/announce", l.local_addr().unwrap());
+        let hold = std::thread::spawn(move || l.accept().map(|(s, _)| s));
+        let req = crate::wire::tracker::test_announce();
+        let t0 = std::time::Instant::now();
+        let r = announce(&url, &req, Duration::from_millis(700));
+        assert!(matches!(r, Err(TrackerError::Transport(_))), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        drop(hold.join());
+    }
+
+    #[test]
     fn other_schemes_are_refused_before_any_io() {
         let req = crate::wire::tracker::test_announce();
-        for url in ["https://t/announce", "t/announce"] {
+        for url in ["wss://t/announce", "t/announce"] {
             assert!(matches!(
                 announce(url, &req, Duration::from_secs(1)),
                 Err(TrackerError::UnsupportedScheme(_))

@@ -1,6 +1,6 @@
 //! Trackers: the client a node announces with, and a small server.
 //!
-//! Client side: `client` (announce and scrape, HTTP through minreq, `udp://`
+//! Client side: `client` (announce and scrape, HTTP(S) through ureq, `udp://`
 //! dispatched to `udp`), `udp` (BEP 15 transport), `announce` (what both
 //! transports share: response, scrape counts, errors), `schedule` (which
 //! tracker to ask when; no I/O). Server side: `registry` (the peers per

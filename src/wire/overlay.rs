@@ -391,6 +391,18 @@ mod tests {
         }
     }
 
+    /// IPv6 providers (BEP 7 peers in the overlay) round-trip as `[ip]:port`.
+    #[test]
+    fn ipv6_provider_addresses_decode() {
+        let body = br#"{"type":"sync","overlay_port":6000,"digest":7,"entries":[{"info_hash":"0123456789abcdef0123456789abcdef01234567","addr":"[::1]:6881","peer_id":"2d4a43303030312d616263646566303132333435","left":0,"last_seen":1,"overlay":"[::1]:6000"}],"members":["[::1]:6000"],"full":false}"#;
+        let m = Message::decode_body(body).unwrap();
+        let Message::Sync { ref entries, .. } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(entries[0].meta.addr, "[::1]:6881".parse().unwrap());
+        assert_eq!(Message::decode_body(&m.encode()[4..]).unwrap(), m);
+    }
+
     /// The bytes docs/OVERLAY.md shows: ids are 40 lowercase hex characters
     /// on the way out, either case on the way in, and anything else fails
     /// the decode (the handler never sees an unparsed id).

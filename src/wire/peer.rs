@@ -24,6 +24,7 @@ use crate::core::bencode::{self, Value};
 use crate::core::{InfoHash, PeerId};
 use crate::wire::metadata::{MetadataMessage, OUR_UT_METADATA_ID};
 use crate::wire::pex::{PexMessage, OUR_UT_PEX_ID};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
@@ -130,6 +131,11 @@ pub struct ExtendedHandshake {
     /// [`crate::wire::metadata::MAX_METADATA_SIZE`] is kept (the fetcher refuses the peer for it);
     /// a negative one reads as absent.
     pub metadata_size: Option<u64>,
+    /// BEP 10 `yourip`: the receiver's address as the sender sees it
+    /// (4 or 16 bytes on the wire).
+    pub yourip: Option<IpAddr>,
+    /// BEP 10 `ipv6`: the sender's own IPv6 address (16 bytes).
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 impl ExtendedHandshake {
@@ -156,6 +162,16 @@ impl ExtendedHandshake {
         }
         if let Some(p) = self.listen_port {
             d.push(("p", Value::Int(p as i64)));
+        }
+        if let Some(ip) = self.yourip {
+            let bytes = match ip.to_canonical() {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            d.push(("yourip", Value::Bytes(bytes)));
+        }
+        if let Some(v6) = self.ipv6 {
+            d.push(("ipv6", Value::Bytes(v6.octets().to_vec())));
         }
         bencode::encode(&Value::dict(d))
     }
@@ -185,7 +201,22 @@ impl ExtendedHandshake {
                 .get("metadata_size")
                 .and_then(Value::as_int)
                 .and_then(|n| u64::try_from(n).ok()),
+            yourip: v.get("yourip").and_then(Value::as_bytes).and_then(ip_of),
+            ipv6: v
+                .get("ipv6")
+                .and_then(Value::as_bytes)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(Ipv6Addr::from),
         })
+    }
+}
+
+/// A compact address: 4 bytes IPv4, 16 bytes IPv6, anything else none.
+fn ip_of(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => Some(Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).into()),
+        16 => Some(Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).into()),
+        _ => None,
     }
 }
 
@@ -422,6 +453,8 @@ mod tests {
                 ut_pex: Some(3),
                 ut_metadata: Some(2),
                 metadata_size: Some(31_337),
+                yourip: Some("10.1.2.3".parse().unwrap()),
+                ipv6: Some("2001:db8::7".parse().unwrap()),
             }),
             Message::Metadata {
                 ext_id: OUR_UT_METADATA_ID,
@@ -511,6 +544,27 @@ mod tests {
             decode_frame(&[0, 0, 0, 3, 99, 1, 2], 100),
             Ok(Some((Message::Unknown(99), 7)))
         );
+    }
+
+    #[test]
+    fn extension_handshake_carries_yourip_and_ipv6() {
+        let hs = ExtendedHandshake {
+            yourip: Some("::1".parse().unwrap()),
+            ipv6: Some("2001:db8::1".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(ExtendedHandshake::decode(&hs.encode()), Ok(hs));
+        // A v4-mapped address goes out as 4 bytes.
+        let mapped = ExtendedHandshake {
+            yourip: Some("::ffff:10.0.0.9".parse().unwrap()),
+            ..Default::default()
+        };
+        let back = ExtendedHandshake::decode(&mapped.encode()).unwrap();
+        assert_eq!(back.yourip, Some("10.0.0.9".parse().unwrap()));
+        // Wrong lengths read as absent.
+        let bad = b"d4:ipv63:abc1:mde6:youripi5ee";
+        let hs = ExtendedHandshake::decode(bad).unwrap();
+        assert_eq!((hs.yourip, hs.ipv6), (None, None));
     }
 
     #[test]

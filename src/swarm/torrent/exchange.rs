@@ -40,7 +40,8 @@ impl TorrentState {
     /// [`PEX_MIN_GAP`] after the last (BEP 11 asks for one a minute), so a
     /// peer cannot flood us with addresses.
     /// Our extension handshake, sent to every peer that speaks BEP 10.
-    pub(super) fn our_handshake(&self) -> ExtendedHandshake {
+    /// `to` is the peer's address, sent back as `yourip` (BEP 10).
+    pub(super) fn our_handshake(&self, to: SocketAddr) -> ExtendedHandshake {
         ExtendedHandshake {
             reqq: Some(OUR_REQQ),
             client: Some(format!("btnode {}", env!("CARGO_PKG_VERSION"))),
@@ -48,6 +49,8 @@ impl TorrentState {
             ut_pex: self.pex_enabled.then_some(pex::OUR_UT_PEX_ID),
             ut_metadata: self.metadata.as_ref().map(|_| metadata::OUR_UT_METADATA_ID),
             metadata_size: self.metadata.as_ref().map(|m| m.len() as u64),
+            yourip: Some(to.ip()),
+            ipv6: None,
         }
     }
 
@@ -68,12 +71,23 @@ impl TorrentState {
         if let (false, Some(port)) = (peer.outgoing, hs.listen_port) {
             peer.listen_addr = Some(SocketAddr::new(peer.addr.ip(), port));
         }
+        // BEP 10 `ipv6`: the peer's other address, worth dialing when it
+        // listens (its `p`, else the port it is connected from, when we
+        // dialed it) and is reached over IPv4 now.
+        let v6 = hs.ipv6.filter(|ip| {
+            !ip.is_unspecified() && !ip.is_multicast() && peer.addr.ip().to_canonical().is_ipv4()
+        });
+        let port = hs.listen_port.or(peer.outgoing.then_some(peer.addr.port()));
+        let learned = v6.zip(port).map(|(ip, port)| SocketAddr::from((ip, port)));
         if pex_enabled && peer.ut_pex.is_none() && hs.ut_pex.is_some() {
             // The first message goes out at the next tick.
             peer.pex_due = Some(Instant::now());
         }
         peer.ut_pex = hs.ut_pex.filter(|_| pex_enabled);
         peer.ut_metadata = hs.ut_metadata;
+        if let Some(a) = learned.filter(|_| self.pex_learned.len() < MAX_PEX_LEARNED) {
+            self.pex_learned.push(a);
+        }
         Ok(())
     }
 
@@ -247,6 +261,30 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn our_handshake_says_yourip_and_a_peers_ipv6_is_learned() {
+        let mut s = state(4, BLOCK_SIZE as u64);
+        let addr = SocketAddr::from(([127, 0, 0, 5], 40000));
+        let (wtx, _wrx) = waker();
+        let key = s.register(addr, PeerId([5; 20]), true, false, wtx);
+        let ours = s.take_outgoing(key, 0, 0).messages;
+        let Some(Message::ExtendedHandshake(hs)) = ours.first() else {
+            panic!("no extension handshake: {ours:?}");
+        };
+        assert_eq!(hs.yourip, Some(addr.ip()));
+        let theirs = ExtendedHandshake {
+            listen_port: Some(6881),
+            ipv6: Some("2001:db8::5".parse().unwrap()),
+            ..Default::default()
+        };
+        s.on_message(key, Message::ExtendedHandshake(theirs))
+            .unwrap();
+        assert_eq!(
+            s.take_pex_learned(),
+            vec!["[2001:db8::5]:6881".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]

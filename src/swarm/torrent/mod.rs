@@ -285,7 +285,7 @@ impl TorrentState {
             Box::new(waker),
         );
         if extensions {
-            peer.send(Message::ExtendedHandshake(self.our_handshake()));
+            peer.send(Message::ExtendedHandshake(self.our_handshake(addr)));
         }
         let super_seeding = self.super_seed && self.is_complete();
         if super_seeding && self.super_seeding.is_none() {
