@@ -14,23 +14,6 @@ fn have_ipv6_loopback() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
 }
 
-/// `btnode tracker --listen [::1]:0`; its HTTP announce URL.
-fn v6_tracker() -> (Child, String) {
-    let (child, line) = spawn_with_banner(Command::new(bin()).args([
-        "tracker",
-        "--listen",
-        "[::1]:0",
-        "--interval",
-        "2",
-    ]));
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("unexpected tracker banner {line:?}"))
-        .to_string();
-    (child, url)
-}
-
 /// A btnode bound to `::1` only; killed and reaped on drop.
 struct V6Node {
     child: Child,
@@ -97,7 +80,8 @@ fn an_ipv6_only_swarm_on_loopback_completes() {
         return;
     }
     let tmp = tempdir();
-    let (mut tracker, url) = v6_tracker();
+    let tracker = Tracker::start_on("[::1]:0");
+    let url = tracker.url.clone();
     assert!(url.starts_with("http://[::1]:"), "{url}");
     let content = tmp.path().join("seed/shared.bin");
     make_file(&content, 1024 * 1024 + 21, 9);
@@ -126,8 +110,7 @@ fn an_ipv6_only_swarm_on_loopback_completes() {
         "{}",
         leecher.log()
     );
-    let _ = tracker.kill();
-    let _ = tracker.wait();
+    drop(tracker);
 }
 
 /// A free port on `::1`.
@@ -139,16 +122,17 @@ fn free_port6() -> u16 {
         .port()
 }
 
-/// `tests/interop/lt_client6.py`: libtorrent listening on `[::1]` only.
+/// `tests/interop/lt_client.py`: libtorrent listening on `[::1]` only.
 fn libtorrent6(mode: &str, torrent: &Path, dir: &Path, port: u16, peers: &[String]) -> Child {
     std::fs::create_dir_all(dir).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_client6.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_client.py");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(script)
         .arg(mode)
         .arg(torrent)
         .arg(dir)
-        .arg(port.to_string());
+        .arg(port.to_string())
+        .args(["--listen", "::1"]);
     for p in peers {
         cmd.args(["--peer", p]);
     }

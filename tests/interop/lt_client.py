@@ -2,6 +2,7 @@
 """A libtorrent peer for btnode's interop tests (python3-libtorrent).
 
 usage: lt_client.py seed|leech|hash TORRENT [DIR PORT] [--peer HOST:PORT]... [--timeout S]
+                    [--listen HOST]   (default 127.0.0.1; ::1 for IPv6 tests; peers as [HOST]:PORT)
   seed   serve DIR's data until killed
   leech  download into DIR; exit 0 once complete, 1 on timeout
   hash   print libtorrent's v1 info-hash of TORRENT
@@ -19,16 +20,18 @@ def main(argv):
         print(str(ti.info_hashes().v1))
         return 0
     save, port = argv[2], int(argv[3])
-    peers, timeout, i = [], 120.0, 4
+    peers, timeout, listen, i = [], 120.0, "127.0.0.1", 4
     while i < len(argv):
         if argv[i] == "--peer":
             host, p = argv[i + 1].rsplit(":", 1)
-            peers.append((host, int(p)))
+            peers.append((host.strip("[]"), int(p)))
+        elif argv[i] == "--listen":
+            listen = argv[i + 1]
         elif argv[i] == "--timeout":
             timeout = float(argv[i + 1])
         i += 2
     s = lt.session({
-        "listen_interfaces": "127.0.0.1:%d" % port,
+        "listen_interfaces": ("[%s]:%d" if ":" in listen else "%s:%d") % (listen, port),
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
         "allow_multiple_connections_per_ip": True,
         # btnode speaks TCP only (no uTP, BEP 29): without this libtorrent

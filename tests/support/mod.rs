@@ -306,10 +306,15 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn start() -> Tracker {
+        Tracker::start_on("127.0.0.1:0")
+    }
+
+    /// `btnode tracker --listen LISTEN` (`[::1]:0` for IPv6 tests).
+    pub fn start_on(listen: &str) -> Tracker {
         let (child, line) = spawn_with_banner(Command::new(bin()).args([
             "tracker",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--interval",
             "2",
         ]));
