@@ -17,6 +17,18 @@ use crate::core::lww::now_ms;
 use crate::core::InfoHash;
 use crate::wire::overlay::{Message, MAX_ENTRIES};
 
+/// What an exchange carries besides our digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Carry {
+    /// The digest alone (a periodic round's first exchange).
+    Digest,
+    /// The entries the member's [`SyncPlan`] says it lacks.
+    Entries,
+    /// A push: only entries changed after this store sequence (the news),
+    /// or after the member's `sent_seq` if that is later.
+    NewsAfter(u64),
+}
+
 /// The gossip interval while the member list is still growing.
 const YOUNG_ROUND: Duration = Duration::from_secs(1);
 
@@ -85,16 +97,24 @@ impl Inner {
     /// changed since the last sync, or everything when that did not help,
     /// see membership::SyncPlan). So a converged overlay exchanges digests
     /// only, whatever the number of providers.
-    fn sync_with(&self, peer: SocketAddr, pushed: bool) {
-        // A push sends entries at once; a periodic round only if needed.
-        if pushed || self.exchange(peer, false) == Some(false) {
-            self.exchange(peer, true);
+    fn sync_with(&self, peer: SocketAddr, push: Option<u64>) {
+        match push {
+            // A push sends its news at once.
+            Some(after) => {
+                self.exchange(peer, Carry::NewsAfter(after));
+            }
+            // A periodic round sends entries only if the digests differ.
+            None => {
+                if self.exchange(peer, Carry::Digest) == Some(false) {
+                    self.exchange(peer, Carry::Entries);
+                }
+            }
         }
     }
 
     /// One Sync request; returns whether the digests agreed afterwards
     /// (`None` when the peer did not answer).
-    pub(super) fn exchange(&self, peer: SocketAddr, with_entries: bool) -> Option<bool> {
+    pub(super) fn exchange(&self, peer: SocketAddr, carry: Carry) -> Option<bool> {
         // A push's second exchange must not start after shutdown began.
         if self.stopped() {
             return None;
@@ -106,24 +126,29 @@ impl Inner {
             let m = self.members.lock();
             (m.sync_plan(&peer), m.sent_seq(&peer))
         };
+        let news_after = match carry {
+            Carry::NewsAfter(n) => Some(n),
+            _ => None,
+        };
+        let (after, covers) = plan.entries_after(sent_seq, news_after);
         let (seq, entries, digest) = {
             let store = self.store.read();
-            let entries = match (with_entries, plan) {
-                (false, _) => vec![],
-                (true, SyncPlan::Full) => store.changed_since(0, MAX_ENTRIES),
-                (true, SyncPlan::Since(s)) => store.changed_since(s, MAX_ENTRIES),
-                (true, SyncPlan::DigestOnly) => store.changed_since(sent_seq, MAX_ENTRIES),
+            let entries = match carry {
+                Carry::Digest => vec![],
+                _ => store.changed_since(after, MAX_ENTRIES),
             };
             (store.seq(), entries, store.digest(now_ms()))
         };
-        let sent = !entries.is_empty();
+        let with_entries = carry != Carry::Digest;
+        // Only what covers all the member may lack moves `sent_seq` on.
+        let sent = !entries.is_empty() && covers;
         let members = self.members.lock().sample(SYNC_MEMBERS);
         let msg = Message::Sync {
             overlay_port: self.port,
             digest,
             entries,
             members,
-            full: with_entries && plan == SyncPlan::Full,
+            full: with_entries && plan == SyncPlan::Full && covers,
         };
         match self.request(peer, &msg, self.cfg.gossip_timeout) {
             Ok(Message::SyncReply {
@@ -165,6 +190,9 @@ impl Inner {
         // The fanout of the round now due, and of the one after: one member
         // for a young round.
         let (mut round_fanout, mut next_fanout) = (1, 1);
+        // The store sequence earlier push rounds covered: a push carries
+        // what changed after it (every change is pushed once).
+        let mut pushed_upto = 0;
         loop {
             let wait = next_round.saturating_duration_since(Instant::now());
             let pushed = crossbeam_channel::select! {
@@ -211,11 +239,15 @@ impl Inner {
                 };
                 m.sample(n)
             };
+            let push = pushed.then_some(pushed_upto);
+            if pushed {
+                pushed_upto = self.store.read().seq();
+            }
             for t in targets {
                 if self.stopped() {
                     return;
                 }
-                self.sync_with(t, pushed);
+                self.sync_with(t, push);
             }
             self.store.write().expire(now_ms());
         }

@@ -314,6 +314,28 @@ pub enum SyncPlan {
     Full,
 }
 
+impl SyncPlan {
+    /// Entries changed after which store sequence go in an exchange that
+    /// carries entries, given what was last sent to the member
+    /// (`sent_seq`) and, for a push, `news_after`: the sequence earlier
+    /// pushes already covered. A push carries only the news: to a member
+    /// never synced with, everything since 0 would be the whole store (at
+    /// 500 nodes, 200 providers made every push 30 KB). Also returns
+    /// whether what is sent covers everything the member may lack since
+    /// `sent_seq` (only then may `sent_seq` advance on a mismatch).
+    pub fn entries_after(self, sent_seq: u64, news_after: Option<u64>) -> (u64, bool) {
+        let base = match self {
+            SyncPlan::Full => 0,
+            SyncPlan::Since(s) => s,
+            SyncPlan::DigestOnly => sent_seq,
+        };
+        match news_after {
+            Some(n) if n > base => (n, false),
+            _ => (base, true),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +453,19 @@ mod tests {
         };
         assert_eq!(fill(7), fill(7));
         assert_ne!(fill(7), fill(8), "another seed, other samples");
+    }
+
+    #[test]
+    fn a_push_carries_only_the_news() {
+        use SyncPlan::*;
+        assert_eq!(Full.entries_after(9, None), (0, true));
+        assert_eq!(Since(4).entries_after(9, None), (4, true));
+        assert_eq!(DigestOnly.entries_after(9, None), (9, true));
+        // A member never synced with: a push sends what came after 50.
+        assert_eq!(DigestOnly.entries_after(0, Some(50)), (50, false));
+        assert_eq!(Full.entries_after(0, Some(50)), (50, false));
+        // It already had everything up to 60: a push sends from 60.
+        assert_eq!(DigestOnly.entries_after(60, Some(50)), (60, true));
     }
 
     #[test]

@@ -481,7 +481,8 @@ mod tests {
                         .members
                         .lock()
                         .synced(&peer_addr, seq, true, false);
-                    node.inner.exchange(peer_addr, true);
+                    node.inner
+                        .exchange(peer_addr, crate::overlay::gossip::Carry::Entries);
                     ops.fetch_add(1, Ordering::SeqCst);
                 }
             }));
